@@ -1,0 +1,39 @@
+"""Callback function: POST /v1/callbacks/{provider}/{task_id}?token=... from providers.
+
+The body is never trusted: the token is checked, then the provider's own status API is asked.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v.problems import problem
+from i2v.service import gateway
+from i2v.models import RequestProblem
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver()
+
+
+@app.post("/v1/callbacks/<provider>/<task_id>")
+def callback(provider: str, task_id: str) -> Response[Any]:
+    token = app.current_event.get_query_string_value("token", "") or ""
+    try:
+        task = gateway().on_callback(provider, task_id, token)
+    except RequestProblem as exc:
+        metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
+        return problem(exc.status, exc.title, exc.detail)
+    return Response(status_code=200, content_type="application/json", body={"id": task.id, "status": task.status})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,24 @@
+"""Sweeper function (scheduled): polls due tasks, resubmits stuck ones, times out the overdue."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v.service import gateway
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    outcomes = gateway().poll_due()
+    for outcome, count in outcomes.items():
+        metrics.add_metric(name=f"Swept_{outcome}", unit=MetricUnit.Count, value=count)
+    logger.info("sweep done", outcomes=dict(outcomes))
+    return dict(outcomes)

@@ -1,0 +1,148 @@
+"""The HTTP API: routes, auth and RFC 9457 problem bodies over the Gateway use cases.
+
+Powertools validates bodies and parameters from the pydantic models and publishes the same models as the
+OpenAPI document, so the docs and the checks cannot disagree.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from pydantic import BaseModel
+
+from i2v.config import get_settings
+from i2v.media import presign_put
+from i2v.models import FieldError, RequestProblem, TaskPage, TaskView, UploadRequest, UploadTicket, VideoRequest
+from i2v.problems import problem
+from i2v.service import gateway
+
+logger = Logger(child=True)
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(
+    path="/docs",
+    title="i2v-gateway",
+    version="1",
+    description="One API over every host of the Wan 2.7 image-to-video model.",
+    security_schemes={"bearer": HTTPBearer()},
+    security=[{"bearer": []}],
+)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response[Any]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
+        errors.append(FieldError(field=".".join(loc) or "body", message=str(err.get("msg", err.get("type", "invalid")))))
+    return problem(422, "Request validation failed", "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+
+
+@app.exception_handler(RequestProblem)
+def _problem(exc: RequestProblem) -> Response[Any]:
+    return problem(exc.status, exc.title, exc.detail, exc.errors)
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response[Any]:
+    return problem(404, "Not found", f"no route {app.current_event.http_method} {app.current_event.path}")
+
+
+def tenant() -> str:
+    """The tenant of the bearer key; keys are stored only as hashes."""
+    header = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise RequestProblem(401, "Missing API key", detail="send Authorization: Bearer <api key>")
+    found = gateway().store.tenant_for_key(key.strip())
+    if found is None:
+        raise RequestProblem(401, "Invalid API key")
+    return found
+
+
+def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
+    # The model itself, not its JSON: powertools validates it against the route's response type.
+    return Response(status_code=status, content_type="application/json", body=model)
+
+
+@app.post("/v1/videos", summary="Animate an image", responses={202: {"description": "Task accepted"}})
+def create_video(
+    request: VideoRequest,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Response[TaskView]:
+    who = tenant()
+    task, created = gateway().create_task(who, request, idempotency_key=idempotency_key)
+    logger.info("task created" if created else "idempotent replay", task_id=task.id, status=task.status.value)
+    return accepted(gateway().view(task), 202)
+
+
+@app.get("/v1/videos/<task_id>", summary="A task, with a fresh output URL once succeeded")
+def get_video(task_id: str) -> Response[TaskView]:
+    return accepted(gateway().view(gateway().get_for_tenant(tenant(), task_id)))
+
+
+@app.get("/v1/videos", summary="Your tasks, newest first")
+def list_videos(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response[TaskPage]:
+    tasks, next_cursor = gateway().store.list_for_tenant(tenant(), limit, cursor)
+    return accepted(TaskPage(items=[gateway().view(t) for t in tasks], next_cursor=next_cursor))
+
+
+@app.post("/v1/videos/<task_id>/cancel", summary="Cancel a task that has not finished")
+def cancel_video(task_id: str) -> Response[TaskView]:
+    return accepted(gateway().view(gateway().cancel(tenant(), task_id)))
+
+
+@app.post("/v1/uploads", summary="A presigned PUT for a local file, and the URL to use it by")
+def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
+    who = tenant()
+    settings = get_settings()
+    key = f"inputs/{who}/{datetime.now(UTC):%Y%m%d}/{secrets.token_hex(8)}-{upload.filename}"
+    seconds = settings.presign_seconds
+    ticket = UploadTicket(
+        url=f"s3://{settings.bucket_name}/{key}",
+        put_url=presign_put(settings.bucket_name, key, upload.content_type, seconds),
+        expires_at=(datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds"),
+    )
+    return accepted(ticket, 201)
+
+
+class ProviderInfo(BaseModel):
+    name: str
+    modes: list[str]
+    durations: list[int]
+    resolutions: list[str]
+    audio: bool
+    callback: bool
+    cancel: bool
+
+
+@app.get("/v1/providers", summary="Configured providers and what each can do")
+def list_providers() -> list[ProviderInfo]:
+    tenant()
+    return [
+        ProviderInfo(
+            name=name,
+            modes=sorted(m.value for m in p.capabilities.modes),
+            durations=sorted(p.capabilities.durations),
+            resolutions=sorted(p.capabilities.resolutions),
+            audio=p.capabilities.audio,
+            callback=p.capabilities.callback,
+            cancel=p.capabilities.cancel,
+        )
+        for name, p in gateway().providers.items()
+    ]
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[Any]:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="i2v-gateway", version="1"))

@@ -1,0 +1,74 @@
+"""Settings for every function, read once from the environment (I2V_* variables).
+
+Deployed, secrets come from Secrets Manager through powertools parameters (cached); locally they are plain
+environment variables set by the embedded stack.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="I2V_", extra="ignore")
+
+    table_name: str = Field(description="DynamoDB table holding tasks, keys and idempotency records")
+    bucket_name: str = Field(description="S3 bucket for inputs and outputs")
+    ingest_queue_url: str = ""
+    event_bus_name: str = ""
+    # Base URL of this API as providers see it; callbacks go to <base>/v1/callbacks/...
+    public_base_url: str = ""
+    public_base_url_param: str = ""  # SSM parameter holding it when deployed (avoids a template cycle)
+    callback_secret: str = ""
+    callback_secret_arn: str = ""  # Secrets Manager secret holding it when deployed
+    # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
+    allow_private_urls: bool = False
+    default_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])
+    task_deadline_seconds: int = 3600
+    poll_interval_seconds: int = 15
+    presign_seconds: int = 900
+    due_shards: int = 4
+    task_ttl_days: int = 30
+    http_timeout_seconds: float = 10.0
+    sweeper_concurrency: int = 8
+
+    @field_validator("default_providers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # "evolink,novita" in the environment (a CloudFormation parameter); a list in code.
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    def secret(self, name: str) -> str:
+        """A secret by settings name: the plain value if set, else the Secrets Manager value at <name>_arn."""
+        value: str = getattr(self, name)
+        if value:
+            return value
+        arn: str = getattr(self, f"{name}_arn", "")
+        if not arn:
+            raise RuntimeError(f"I2V_{name.upper()} or I2V_{name.upper()}_ARN must be set")
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(arn, max_age=300))
+
+    def base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        if self.public_base_url_param:
+            from aws_lambda_powertools.utilities import parameters
+
+            return str(parameters.get_parameter(self.public_base_url_param, max_age=300)).rstrip("/")
+        raise RuntimeError("I2V_PUBLIC_BASE_URL or I2V_PUBLIC_BASE_URL_PARAM must be set")
+
+    def provider_setting(self, provider: str, what: str) -> str:
+        """I2V_<PROVIDER>_<WHAT>, read from the environment so adding a provider needs no field here."""
+        return os.environ.get(f"I2V_{provider.upper()}_{what.upper()}", "")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment

@@ -1,0 +1,237 @@
+"""Local AWS: moto's server on loopback, with the resources of template.yaml created in it.
+
+The table, bucket, queues, bus, secret and parameter are made from the template's own definitions, and
+each function's environment is the template's, resolved against them, so local cannot drift from deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+STACK = "i2v-local"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+TEMPLATE = Path(__file__).resolve().parents[4] / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt, ...) as their long forms."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as fh:
+        loaded: dict[str, Any] = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return loaded
+
+
+@dataclass
+class LocalResources:
+    """What was created, by logical id: `refs` are !Ref values, `attrs` are !GetAtt values."""
+
+    template: dict[str, Any]
+    refs: dict[str, str] = field(default_factory=dict)
+    attrs: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt":
+                return self.attrs[(arg[0], arg[1])]
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                return str(arg[0]).join(str(self.resolve(v)) for v in arg[1])
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _ref(self, name: str) -> str:
+        pseudo = {
+            "AWS::StackName": STACK,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Region": REGION,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.refs:
+            return self.refs[name]
+        parameter = self.template.get("Parameters", {}).get(name)
+        if parameter is not None:
+            return str(parameter.get("Default", ""))
+        raise KeyError(f"template reference {name} is not created locally")
+
+    def _sub(self, arg: Any) -> str:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in extra:
+                return str(self.resolve(extra[name]))
+            if "." in name and not name.startswith("AWS::"):
+                logical, attr = name.split(".", 1)
+                return self.attrs[(logical, attr)]
+            return self._ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def of_type(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] == kind:
+                yield logical, resource.get("Properties", {})
+
+    def function_environment(self, public_base_url: str) -> dict[str, str]:
+        """The functions' environment as the template sets it, plus what only the local stack knows."""
+        env = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        resolved = {k: str(self.resolve(v)) for k, v in env.items()}
+        resolved.update(
+            I2V_PUBLIC_BASE_URL=public_base_url,
+            I2V_ALLOW_PRIVATE_URLS="true",  # simulators and moto live on loopback
+            I2V_DEFAULT_PROVIDERS=os.environ.get("I2V_DEFAULT_PROVIDERS", "local"),
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_NAMESPACE="I2vGatewayLocal",
+        )
+        return resolved
+
+
+def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any] | None = None) -> LocalResources:
+    """Create every stateful resource of the template in the AWS at `endpoint` (moto)."""
+    res = LocalResources(template or load_template())
+    kwargs: dict[str, Any] = {"endpoint_url": endpoint, "region_name": REGION}
+    sqs = boto3.client("sqs", **kwargs)
+    # Dead-letter queues first: the others name them in their redrive policy.
+    queues = sorted(res.of_type("AWS::SQS::Queue"), key=lambda item: "RedrivePolicy" in item[1])
+    for logical, props in queues:
+        attributes = {k: str(res.resolve(props[k])) for k in ("VisibilityTimeout", "MessageRetentionPeriod") if k in props}
+        if "RedrivePolicy" in props:
+            import json
+
+            attributes["RedrivePolicy"] = json.dumps(res.resolve(props["RedrivePolicy"]))
+        url = sqs.create_queue(QueueName=f"{STACK}-{logical}", Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        res.refs[logical] = url
+        res.attrs[(logical, "Arn")] = arn
+        res.attrs[(logical, "QueueName")] = f"{STACK}-{logical}"
+
+    dynamodb = boto3.client("dynamodb", **kwargs)
+    for logical, props in res.of_type("AWS::DynamoDB::Table"):
+        name = f"{STACK}-{logical}"
+        dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
+            BillingMode=props["BillingMode"],
+            # CloudFormation says SSEEnabled where the API says Enabled.
+            SSESpecification={"Enabled": bool(props.get("SSESpecification", {}).get("SSEEnabled"))},
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        res.refs[logical] = name
+
+    s3 = boto3.client("s3", **kwargs)
+    for logical, props in res.of_type("AWS::S3::Bucket"):
+        name = res.resolve(props["BucketName"])
+        s3.create_bucket(Bucket=name)
+        res.refs[logical] = name
+        if "BucketEncryption" in props:
+            # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        notifications = res.resolve(props.get("NotificationConfiguration", {}))
+        queue_configs = [
+            {
+                "QueueArn": q["Queue"],
+                "Events": [q["Event"]],
+                "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}},
+            }
+            for q in notifications.get("QueueConfigurations", [])
+        ]
+        if queue_configs:
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"QueueConfigurations": queue_configs}
+            )
+
+    events = boto3.client("events", **kwargs)
+    for logical, props in res.of_type("AWS::Events::EventBus"):
+        name = res.resolve(props["Name"])
+        events.create_event_bus(Name=name)
+        res.refs[logical] = name
+
+    secretsmanager = boto3.client("secretsmanager", **kwargs)
+    for logical, _props in res.of_type("AWS::SecretsManager::Secret"):
+        created = secretsmanager.create_secret(Name=f"{STACK}-{logical}", SecretString=secrets.token_urlsafe(36))
+        res.refs[logical] = created["ARN"]
+
+    ssm = boto3.client("ssm", **kwargs)
+    for logical, props in res.of_type("AWS::SSM::Parameter"):
+        name = res.resolve(props["Name"])
+        ssm.put_parameter(Name=name, Type="String", Value=public_base_url or "http://127.0.0.1:3000", Overwrite=True)
+        res.refs[logical] = name
+    return res
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's threaded server on a free loopback port; yields its endpoint URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call drowns everything else
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def point_boto3_at(endpoint: str) -> None:
+    """Every boto3 client in this process (handlers included) talks to the local endpoint."""
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S105 - moto accepts any credentials
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+    )

@@ -1,0 +1,310 @@
+"""The engine under every provider simulator: a real HTTP server on loopback, a task table, a render
+worker, result files with expiring links, callbacks with the provider's retry habits, and fault switches.
+
+A provider's simulator subclasses `Simulator` and only says how its API looks (routes, bodies, statuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from i2v.local.render import RenderError, RenderJob, render
+
+log = logging.getLogger("i2v.local.simulator")
+
+
+@dataclass
+class Faults:
+    """Switches tests flip to make a simulator misbehave the way real hosts do."""
+
+    fail_submits: int = 0  # answer the next N submits with 503
+    rate_limit_submits: int = 0  # answer the next N submits with 429 + Retry-After
+    rate_limit_polls: int = 0
+    retry_after: float = 1.0
+    drop_callbacks: bool = False
+    duplicate_callbacks: int = 1  # deliver each callback this many times
+    stall: bool = False  # tasks never leave the queue
+    unknown_status: str | None = None  # report this raw status instead of the real one
+    expire_results: bool = False  # result links answer 403 as if their signature expired
+    fail_render: str | None = None  # fail every task with this message
+    hang_submit_after_accept: bool = False  # accept the job, then never answer the submit
+
+
+@dataclass
+class SimTask:
+    id: str
+    inputs: dict[str, str]  # role (first_frame, last_frame, clip, audio) -> URL
+    duration: int
+    short_side: int
+    seed: int
+    callback_url: str | None
+    request: dict[str, Any]
+    state: str = "queued"  # queued | processing | succeeded | failed | cancelled (mapped per provider)
+    progress: int = 0
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    video: Path | None = None
+
+
+class Simulator:
+    name = "sim"
+    result_ttl_seconds = 3600
+
+    def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
+        self.api_key = api_key
+        self.faults = Faults()
+        self.tasks: dict[str, SimTask] = {}
+        self.lock = threading.Lock()
+        self.submits = 0  # submit requests received (after auth), for tests
+        self.callbacks_sent: list[tuple[str, int | None]] = []  # (url, status or None on error)
+        self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"i2v-{self.name}-"))
+        self._jobs: queue.Queue[str | None] = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        self._secret = secrets.token_bytes(16)
+        self._server: BaseWSGIServer | None = None
+        self._routes = Map([Rule("/files/<task_id>.mp4", endpoint="file", methods=["GET"]), *self.rules()])
+
+    # -- what a provider subclass defines ---------------------------------------------------------
+    def rules(self) -> list[Rule]:
+        raise NotImplementedError
+
+    def callback_body(self, task: SimTask) -> dict[str, Any]:
+        raise NotImplementedError
+
+    callback_retries: tuple[float, ...] = (1, 2, 4)  # waits between attempts after a failure
+    callback_timeout: float = 10.0
+
+    # -- server -----------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() first"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> Simulator:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self) -> None:
+        for _ in self._workers:
+            self._jobs.put(None)
+        if self._server is not None:
+            self._server.shutdown()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        adapter = self._routes.bind_to_environ(environ)
+        try:
+            endpoint, args = adapter.match()
+            if endpoint == "file":
+                response = self._file(request, **args)
+            elif not self.authorized(request):
+                response = self.unauthorized()
+            else:
+                response = getattr(self, endpoint)(request, **args)
+        except Exception as exc:  # a werkzeug HTTPException is itself a response
+            if hasattr(exc, "get_response"):
+                response = exc.get_response(environ)
+            else:
+                log.exception("simulator error")
+                response = self.json({"error": "internal"}, 500)
+        return response(environ, start_response)
+
+    def authorized(self, request: Request) -> bool:
+        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.api_key}")
+
+    def unauthorized(self) -> Response:
+        return self.json({"error": "unauthorized"}, 401)
+
+    @staticmethod
+    def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
+
+    def body(self, request: Request) -> dict[str, Any] | None:
+        try:
+            data = json.loads(request.get_data(as_text=True) or "null")
+        except json.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    # -- faults shared by every API shape ---------------------------------------------------------
+    def submit_fault(self) -> Response | None:
+        """A 503 or 429 if a fault asks for one (counted as a received submit either way)."""
+        with self.lock:
+            self.submits += 1
+            if self.faults.fail_submits > 0:
+                self.faults.fail_submits -= 1
+                return self.server_error()
+            if self.faults.rate_limit_submits > 0:
+                self.faults.rate_limit_submits -= 1
+                return self.rate_limited()
+        return None
+
+    def poll_fault(self) -> Response | None:
+        with self.lock:
+            if self.faults.rate_limit_polls > 0:
+                self.faults.rate_limit_polls -= 1
+                return self.rate_limited()
+        return None
+
+    def server_error(self) -> Response:
+        return self.json({"error": "service unavailable"}, 503)
+
+    def rate_limited(self) -> Response:
+        return self.json({"error": "rate limited"}, 429, {"Retry-After": f"{self.faults.retry_after:g}"})
+
+    def raw_state(self, task: SimTask) -> str:
+        """The provider's word for the task's state; the unknown-status fault overrides it."""
+        return self.faults.unknown_status or task.state
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def create(
+        self,
+        inputs: dict[str, str],
+        duration: int,
+        resolution: str,
+        callback_url: str | None,
+        request: dict[str, Any],
+        seed: int | None = None,
+    ) -> SimTask:
+        task = SimTask(
+            id=self.new_id(),
+            inputs={k: v for k, v in inputs.items() if v},
+            duration=duration,
+            short_side=1080 if resolution.lower() == "1080p" else 720,
+            seed=seed or 0,
+            callback_url=callback_url,
+            request=request,
+        )
+        with self.lock:
+            self.tasks[task.id] = task
+        if not self.faults.stall:
+            self._jobs.put(task.id)
+        return task
+
+    def new_id(self) -> str:
+        return secrets.token_hex(12)
+
+    def cancel_task(self, task: SimTask) -> bool:
+        with self.lock:
+            if task.state not in ("queued", "processing"):
+                return False
+            task.state = "cancelled"
+            task.finished_at = time.time()
+        self._notify(task)
+        return True
+
+    def result_url(self, task: SimTask) -> str | None:
+        if task.state != "succeeded":
+            return None
+        expires = int((task.finished_at or time.time()) + self.result_ttl_seconds)
+        return f"{self.base_url}/files/{task.id}.mp4?expires={expires}&sig={self._sign(task.id, expires)}"
+
+    def _sign(self, task_id: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{task_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _file(self, request: Request, task_id: str) -> Response:
+        task = self.tasks.get(task_id)
+        expires = request.args.get("expires", "0")
+        sig = request.args.get("sig", "")
+        valid = expires.isdigit() and hmac.compare_digest(sig, self._sign(task_id, int(expires)))
+        if task is None or task.video is None or not valid:
+            return Response("not found", status=404)
+        if self.faults.expire_results or int(expires) < time.time():
+            return Response("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", status=403)
+        return Response(task.video.read_bytes(), mimetype="video/mp4")
+
+    # -- the render worker ------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            task_id = self._jobs.get()
+            if task_id is None:
+                return
+            task = self.tasks[task_id]
+            if task.state != "queued":
+                continue
+            task.state = "processing"
+            try:
+                task.video = self._render(task)
+                outcome, error = "succeeded", None
+            except (RenderError, httpx.HTTPError, OSError) as exc:
+                outcome, error = "failed", str(exc)
+            with self.lock:
+                if task.state != "processing":  # cancelled meanwhile
+                    continue
+                task.state, task.error, task.finished_at = outcome, error, time.time()
+                if outcome == "succeeded":
+                    task.progress = 100
+            self._notify(task)
+
+    def _render(self, task: SimTask) -> Path:
+        if self.faults.fail_render:
+            raise RenderError(self.faults.fail_render)
+        folder = self._workdir / task.id
+        folder.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        with httpx.Client(timeout=30, follow_redirects=True) as client:
+            for role, url in task.inputs.items():
+                resp = client.get(url)
+                resp.raise_for_status()
+                paths[role] = folder / role
+                paths[role].write_bytes(resp.content)
+        out = folder / "out.mp4"
+        job = RenderJob(
+            duration=task.duration,
+            short_side=max(240, int(task.short_side * self.render_scale) // 2 * 2),
+            first_frame=paths.get("first_frame"),
+            last_frame=paths.get("last_frame"),
+            clip=paths.get("clip"),
+            audio=paths.get("audio"),
+            seed=task.seed,
+        )
+        render(job, out, on_progress=lambda f: setattr(task, "progress", min(99, int(f * 100))))
+        return out
+
+    # -- callbacks --------------------------------------------------------------------------------
+    def _notify(self, task: SimTask) -> None:
+        if not task.callback_url or self.faults.drop_callbacks:
+            return
+        body = self.callback_body(task)
+        for _ in range(max(1, self.faults.duplicate_callbacks)):
+            threading.Thread(target=self._deliver, args=(task.callback_url, body), daemon=True).start()
+
+    def _deliver(self, url: str, body: dict[str, Any]) -> None:
+        waits = (0.0, *self.callback_retries)
+        for wait in waits:
+            time.sleep(wait)
+            try:
+                resp = httpx.post(url, json=body, timeout=self.callback_timeout)
+                self.callbacks_sent.append((url, resp.status_code))
+                if 200 <= resp.status_code < 300:
+                    return
+            except httpx.HTTPError:
+                self.callbacks_sent.append((url, None))

@@ -1,0 +1,307 @@
+"""The embedded local stack: moto, the simulators, and the Lambda handlers wired as template.yaml wires them.
+
+An HTTP runner turns requests into API Gateway proxy events for the functions whose Api events match
+(the way `sam local start-api` does, without Docker); pumps feed SQS queues and the schedule to theirs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision
+from i2v.local.sim_local import LocalSimulator
+from i2v.local.simulator import Simulator
+
+log = logging.getLogger("i2v.local")
+ROOT = Path(__file__).resolve().parents[4]
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class FakeContext:
+    """The parts of a Lambda context object that powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def load_handler(code_uri: str, handler: str) -> Handler:
+    """Import functions/<name>/handler.py by path, as Lambda would from the function's zip."""
+    module_name, func_name = handler.rsplit(".", 1)
+    path = ROOT / code_uri / f"{module_name}.py"
+    spec = importlib.util.spec_from_file_location(f"i2v_fn_{Path(code_uri).name}", path)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn: Handler = getattr(module, func_name)
+    return fn
+
+
+def api_event(request: Request, resource: str, path_params: dict[str, str], stage: str = "live") -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, shaped like `sam local generate-event apigateway aws-proxy`."""
+    headers = dict(request.headers.items())
+    query = {k: v for k, v in request.args.items()}
+    return {
+        "resource": resource,
+        "path": request.path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": {k: request.headers.getlist(k) for k in headers},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: request.args.getlist(k) for k in query} or None,
+        "pathParameters": path_params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": request.method,
+            "path": f"/{stage}{request.path}",
+            "stage": stage,
+            "requestId": str(uuid.uuid4()),
+            "accountId": "123456789012",
+            "domainName": request.host,
+            "identity": {"sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
+            "requestTimeEpoch": int(time.time() * 1000),
+        },
+        "body": request.get_data(as_text=True) or None,
+        "isBase64Encoded": False,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+class LocalStack:
+    """Start with `with LocalStack() as stack:`; `stack.url` is the API, `stack.api_key` a working key."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        api_key: str | None = None,
+        tenant: str = "demo",
+        render_scale: float = 1.0,
+        sweep_every: float = 2.0,
+        poll_interval: int = 2,
+        deadline_seconds: int | None = None,
+    ) -> None:
+        self.port = port
+        self.api_key = api_key or os.environ.get("I2V_API_KEY") or f"i2v_local_{secrets.token_urlsafe(18)}"
+        self.tenant = tenant
+        self.render_scale = render_scale
+        self.sweep_every = sweep_every
+        self.poll_interval = poll_interval
+        self.deadline_seconds = deadline_seconds
+        self.endpoint = ""
+        self.resources: LocalResources | None = None
+        self.simulators: dict[str, Simulator] = {}
+        self.handlers: dict[str, Handler] = {}
+        self._stop = threading.Event()
+        self._exit = ExitStack()
+        self._server: BaseWSGIServer | None = None
+        self._routes = Map()
+        self._threads: list[threading.Thread] = []
+        self.paused: set[str] = set()  # logical ids of functions whose event sources tests have paused
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def bucket(self) -> str:
+        assert self.resources is not None
+        return self.resources.refs["Bucket"]
+
+    def start(self) -> LocalStack:
+        # Handlers with no metrics to flush warn on every invocation; locally that is only noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self.endpoint = self._exit.enter_context(moto_server())
+        point_boto3_at(self.endpoint)
+        self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
+        for sim in (LocalSimulator(render_scale=self.render_scale),):
+            self.simulators[sim.name] = sim.start()
+            self._exit.callback(sim.stop)
+        self.resources = provision(self.endpoint, self.url)
+        env = self.resources.function_environment(self.url)
+        for name, sim in self.simulators.items():
+            env.setdefault(f"I2V_{name.upper()}_BASE_URL", os.environ.get(f"I2V_{name.upper()}_BASE_URL", sim.base_url))
+            env.setdefault(f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key))
+        env.update(I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval), POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"))
+        if self.deadline_seconds is not None:
+            env["I2V_TASK_DEADLINE_SECONDS"] = str(self.deadline_seconds)
+        os.environ.update(env)
+        reset_caches()
+        self._wire()
+        from i2v.service import gateway
+
+        gateway().store.put_api_key(self.api_key, self.tenant)
+        server = self._server
+        self._threads.append(threading.Thread(target=server.serve_forever, daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._exit.close()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- wiring from template.yaml ----------------------------------------------------------------
+    def _wire(self) -> None:
+        assert self.resources is not None
+        rules = []
+        for logical, props in self.resources.of_type("AWS::Serverless::Function"):
+            handler = load_handler(props["CodeUri"], props["Handler"])
+            self.handlers[logical] = handler
+            for event in props.get("Events", {}).values():
+                kind, conf = event["Type"], event.get("Properties", {})
+                if kind == "Api":
+                    path = re.sub(r"\{(\w+)\}", r"<\1>", conf["Path"])
+                    rules.append(Rule(path, methods=[conf["Method"].upper()], endpoint=(logical, conf["Path"])))
+                elif kind == "SQS":
+                    arn = self.resources.resolve(conf["Queue"])
+                    queue_logical = conf["Queue"]["Fn::GetAtt"][0]
+                    url = self.resources.refs[queue_logical]
+                    self._threads.append(threading.Thread(target=self._pump, args=(logical, url, arn, conf), daemon=True))
+                elif kind == "Schedule":
+                    self._threads.append(threading.Thread(target=self._tick, args=(logical,), daemon=True))
+        self._routes = Map(rules)
+
+    def invoke(self, logical: str, event: dict[str, Any]) -> Any:
+        return self.handlers[logical](event, FakeContext(function_name=logical))
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        try:
+            (logical, resource), params = self._routes.bind_to_environ(environ).match()
+        except Exception:
+            body = json.dumps({"title": "Not found", "status": 404, "detail": f"no route {request.method} {request.path}"})
+            return Response(body, status=404, mimetype="application/problem+json")(environ, start_response)
+        result = self.invoke(logical, api_event(request, resource, params))
+        headers = dict(result.get("headers") or {})
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[name] = ", ".join(values)
+        response = Response(result.get("body") or "", status=result["statusCode"], headers=headers)
+        return response(environ, start_response)
+
+    def _pump(self, logical: str, url: str, arn: str, conf: dict[str, Any]) -> None:
+        sqs = boto3.client("sqs")
+        while not self._stop.is_set():
+            if logical in self.paused:
+                time.sleep(0.2)
+                continue
+            try:
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=int(conf.get("BatchSize", 10)), WaitTimeSeconds=1)
+                messages = got.get("Messages", [])
+                if not messages:
+                    continue
+                result = self.invoke(logical, sqs_event(messages, arn)) or {}
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                for m in messages:
+                    if m["MessageId"] in failed:
+                        # Deployed, the message reappears after the visibility timeout; locally, soon.
+                        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=2)
+                    else:
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("pump %s failed", logical)
+                    time.sleep(1)
+
+    def _tick(self, logical: str) -> None:
+        while not self._stop.wait(self.sweep_every):
+            if logical in self.paused:
+                continue
+            try:
+                self.invoke(logical, schedule_event())
+            except Exception:
+                log.exception("scheduled %s failed", logical)
+
+
+def schedule_event() -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/i2v-local-sweeper"],
+        "detail": {},
+    }
+
+
+def reset_caches() -> None:
+    """Settings and clients are cached per process (per cold start); a new stack is a new cold start."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from i2v import media, service
+    from i2v.config import get_settings
+
+    parameters.clear_caches()  # also drops its clients, which point at the previous endpoint
+    get_settings.cache_clear()
+    service.gateway.cache_clear()
+    service.sqs.cache_clear()
+    service.events.cache_clear()
+    media.s3_client.cache_clear()
+
+
+@contextmanager
+def running(**kwargs: Any) -> Iterator[LocalStack]:
+    with LocalStack(**kwargs) as stack:
+        yield stack

@@ -1,0 +1,248 @@
+"""The canonical, provider-neutral request and task models, and the model's own limits.
+
+Every limit of Wan 2.7 that can be checked without fetching the media lives here, once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PROMPT = 5000
+MAX_NEGATIVE_PROMPT = 500
+MIN_DURATION, MAX_DURATION = 2, 15
+MAX_SEED = 2_147_483_647
+MAX_URL = 2048
+MAX_METADATA_KEYS = 16
+MAX_METADATA_VALUE = 512
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"  # stored, not yet at a provider
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"  # the MP4 is in our bucket
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+IN_FLIGHT = frozenset(set(Status) - TERMINAL)
+
+
+class Mode(StrEnum):
+    FIRST_FRAME = "first_frame"
+    FIRST_LAST_FRAME = "first_last_frame"
+    VIDEO_CONTINUATION = "video_continuation"
+
+
+Resolution = Literal["720p", "1080p"]
+SHORT_SIDE: dict[str, int] = {"720p": 720, "1080p": 1080}
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class RequestProblem(Exception):
+    """A client error with the fields it concerns; becomes an RFC 9457 problem body."""
+
+    def __init__(self, status: int, title: str, errors: list[FieldError] | None = None, detail: str = ""):
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.errors = errors or []
+        self.detail = detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors) or title
+
+    @classmethod
+    def invalid(cls, field: str, message: str) -> RequestProblem:
+        return cls(422, "Request validation failed", [FieldError(field=field, message=message)])
+
+
+MediaUrl = Annotated[
+    str,
+    Field(
+        max_length=MAX_URL,
+        pattern=r"^(https?|s3)://\S+$",
+        description="http(s) URL the provider can fetch, or s3://<our bucket>/<key> from POST /v1/uploads",
+    ),
+]
+
+
+class VideoRequest(BaseModel):
+    """What a client asks for. Field names follow the model, not any one host."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(default="", max_length=MAX_PROMPT, description="What should happen in the video")
+    negative_prompt: str | None = Field(default=None, max_length=MAX_NEGATIVE_PROMPT)
+    image_url: MediaUrl | None = Field(default=None, description="First frame (JPEG/PNG/BMP/WEBP)")
+    last_frame_url: MediaUrl | None = Field(default=None, description="Last frame")
+    video_url: MediaUrl | None = Field(default=None, description="Clip to continue (MP4/MOV, 2-10 s)")
+    audio_url: MediaUrl | None = Field(default=None, description="Driving audio (WAV/MP3, 2-30 s)")
+    mode: Mode | None = Field(default=None, description="Derived from the media when omitted")
+    resolution: Resolution = Field(default="1080p", description="Short side 720 or 1080 pixels")
+    duration: int = Field(
+        default=5,
+        ge=MIN_DURATION,
+        le=MAX_DURATION,
+        description="Seconds; in video_continuation the total length, at least the clip's length",
+    )
+    prompt_extend: bool = True
+    watermark: bool = False
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    provider: str | list[str] | None = Field(default=None, description="Provider name or ordered list")
+    webhook_url: Annotated[str, Field(max_length=MAX_URL, pattern=r"^https://\S+$")] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _lower_resolution(cls, value: Any) -> Any:
+        # Hosts spell it 720P; accept either spelling.
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if len(key) > 64 or len(item) > MAX_METADATA_VALUE:
+                raise ValueError(f"keys must be at most 64 and values at most {MAX_METADATA_VALUE} characters")
+        return value
+
+    def resolved_mode(self) -> Mode:
+        """The mode the media imply, checked against the model's six valid combinations.
+
+        Raises RequestProblem naming the offending field.
+        """
+        first, last, clip, audio = self.image_url, self.last_frame_url, self.video_url, self.audio_url
+        if clip:
+            if first:
+                raise RequestProblem.invalid("video_url", "cannot be combined with image_url")
+            if audio:
+                raise RequestProblem.invalid("audio_url", "driving audio cannot be combined with video_url")
+            derived = Mode.VIDEO_CONTINUATION
+        elif first:
+            derived = Mode.FIRST_LAST_FRAME if last else Mode.FIRST_FRAME
+        else:
+            raise RequestProblem.invalid("image_url", "one of image_url or video_url is required")
+        if self.mode is not None and self.mode != derived:
+            raise RequestProblem.invalid("mode", _mode_mismatch(self.mode, derived))
+        return derived
+
+    def providers(self) -> list[str]:
+        if self.provider is None:
+            return []
+        return [self.provider] if isinstance(self.provider, str) else list(self.provider)
+
+
+def _mode_mismatch(asked: Mode, derived: Mode) -> str:
+    needs = {
+        Mode.FIRST_FRAME: "image_url without last_frame_url or video_url",
+        Mode.FIRST_LAST_FRAME: "image_url and last_frame_url",
+        Mode.VIDEO_CONTINUATION: "video_url (optionally last_frame_url)",
+    }
+    return f"{asked.value} needs {needs[asked]}, but the media given mean {derived.value}"
+
+
+class Attempt(BaseModel):
+    provider: str
+    at: str
+    outcome: Literal["sent", "accepted", "rejected", "error"]
+    detail: str = ""
+    provider_task_id: str | None = None
+
+
+class Output(BaseModel):
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+    raw: str | None = None
+
+
+class Task(BaseModel):
+    """A task as stored. Timestamps are epoch seconds (int) so they sort and compare in DynamoDB."""
+
+    id: str
+    tenant: str
+    status: Status
+    request: VideoRequest
+    mode: Mode
+    source: Literal["api", "s3"] = "api"
+    source_key: str | None = None
+    provider: str | None = None
+    provider_task_id: str | None = None
+    providers: list[str] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    progress: int = 0
+    queue_state: str | None = None
+    result_url: str | None = None
+    output: Output | None = None
+    error: TaskError | None = None
+    created_at: int
+    updated_at: int
+    deadline_at: int
+    next_poll_at: int | None = None
+    finished_at: int | None = None
+    version: int = 0
+
+
+class TaskLinks(BaseModel):
+    self: str
+    cancel: str
+
+
+class TaskView(BaseModel):
+    """What the API returns for a task."""
+
+    id: str
+    status: Status
+    mode: Mode
+    progress: int
+    source: Literal["api", "s3"]
+    source_key: str | None = Field(default=None, description="The uploaded object, for S3-triggered tasks")
+    queue_state: str | None = None
+    provider: str | None = None
+    request: VideoRequest
+    output_url: str | None = None
+    expires_at: str | None = None
+    output: Output | None = None
+    error: TaskError | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    links: TaskLinks
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    next_cursor: str | None = None
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    content_type: Literal[
+        "image/jpeg", "image/png", "image/bmp", "image/webp", "video/mp4", "video/quicktime", "audio/wav",
+        "audio/x-wav", "audio/mpeg",
+    ]
+
+
+class UploadTicket(BaseModel):
+    url: str = Field(description="Use this as image_url / last_frame_url / video_url / audio_url")
+    put_url: str = Field(description="Presigned PUT; send the file with the same Content-Type")
+    expires_at: str

@@ -1,0 +1,194 @@
+"""What every provider adapter is: sans-I/O mappings between our models and one host's HTTP API.
+
+Adapters build `httpx.Request`s and parse `httpx.Response`s; `i2v.providers.client` does the sending.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import httpx
+
+from i2v.models import Mode, Status, VideoRequest
+
+
+class ProviderState(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def as_task_status(self) -> Status:
+        return {
+            ProviderState.QUEUED: Status.SUBMITTED,
+            ProviderState.PROCESSING: Status.PROCESSING,
+            ProviderState.SUCCEEDED: Status.SUCCEEDED,
+            ProviderState.FAILED: Status.FAILED,
+            ProviderState.CANCELLED: Status.CANCELLED,
+        }[self]
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    state: ProviderState
+    raw_status: str
+    progress: int | None = None
+    result_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    eta_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    modes: frozenset[Mode]
+    durations: frozenset[int]
+    resolutions: frozenset[str] = frozenset({"720p", "1080p"})
+    audio: bool = True
+    callback: bool = False
+    cancel: bool = False
+
+    def refusal(self, req: VideoRequest, mode: Mode) -> str | None:
+        """Why this provider cannot serve the request, or None when it can."""
+        if mode not in self.modes:
+            return f"does not support mode {mode.value}"
+        if req.duration not in self.durations:
+            return f"supports durations {_span(self.durations)}, not {req.duration}"
+        if req.resolution not in self.resolutions:
+            return f"supports resolutions {sorted(self.resolutions)}, not {req.resolution}"
+        if req.audio_url and not self.audio:
+            return "does not accept driving audio"
+        return None
+
+
+def _span(values: frozenset[int]) -> str:
+    ordered = sorted(values)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
+ALL_MODES = frozenset(Mode)
+ALL_DURATIONS = frozenset(range(2, 16))
+
+
+class ProviderError(Exception):
+    """A provider said no, or could not be understood. `raw` keeps what it sent."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None, raw: str = ""):
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.raw = raw[:2000]
+
+
+class ProviderRejected(ProviderError):
+    """A 4xx: the provider certainly did not accept the job."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A 5xx or a connection that never reached it: retry, then fail over."""
+
+
+class ProviderRateLimited(ProviderError):
+    def __init__(self, message: str, *, retry_after: float | None, raw: str = ""):
+        super().__init__(message, status_code=429, code="rate_limited", raw=raw)
+        self.retry_after = retry_after
+
+
+class SubmitOutcomeUnknown(ProviderError):
+    """The request was sent but no answer came: the job may exist. Reconcile, never resubmit blindly."""
+
+
+class UnknownProviderStatus(ProviderError):
+    """A status string the adapter does not know: an error, never 'still processing'."""
+
+
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request: ...
+    def parse_submit(self, resp: httpx.Response) -> str: ...
+    def status(self, provider_task_id: str) -> httpx.Request: ...
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus: ...
+    def cancel(self, provider_task_id: str) -> httpx.Request | None: ...
+
+
+@dataclass
+class HttpProvider:
+    """Shared plumbing for adapters: base URL, bearer auth, JSON bodies and error classification."""
+
+    base_url: str
+    api_key: str
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", **self.extra_headers}
+        url = self.base_url.rstrip("/") + path
+        if body is None:
+            return httpx.Request(method, url, headers=headers, params=params)
+        return httpx.Request(method, url, headers=headers, params=params, json=body)
+
+
+def json_body(resp: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, raising the right ProviderError for error statuses and non-JSON bodies."""
+    if resp.status_code == 429:
+        raise ProviderRateLimited("rate limited", retry_after=retry_after(resp), raw=resp.text)
+    if resp.status_code >= 500:
+        raise ProviderUnavailable(f"HTTP {resp.status_code}", status_code=resp.status_code, raw=resp.text)
+    try:
+        data = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if resp.status_code >= 400:
+        raise ProviderRejected(
+            _error_message(data) or f"HTTP {resp.status_code}",
+            status_code=resp.status_code,
+            code=_error_code(data),
+            raw=resp.text,
+        )
+    if not isinstance(data, dict):
+        raise ProviderError("response is not a JSON object", status_code=resp.status_code, raw=resp.text)
+    return data
+
+
+def _error_message(data: Any) -> str | None:
+    # Hosts nest errors differently: {"error": {"message"}}, {"error": "..."}, {"message": "..."}.
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        found = error.get("message") or error.get("detail") or error.get("title")
+        return str(found) if found else None
+    if isinstance(error, str):
+        return error
+    for key in ("message", "msg", "reason"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    return None
+
+
+def _error_code(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        found = error.get("code") or error.get("type")
+        return str(found) if found else None
+    code = data.get("code")
+    return str(code) if code else None
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date; callers fall back to their own backoff

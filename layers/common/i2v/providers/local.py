@@ -1,0 +1,84 @@
+"""The `local` provider: the embedded renderer behind a small task API (see i2v.local.sim_local).
+
+It speaks a deliberately plain dialect so it documents the adapter shape the real hosts follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from i2v.models import VideoRequest
+from i2v.providers.base import (
+    ALL_DURATIONS,
+    ALL_MODES,
+    Capabilities,
+    HttpProvider,
+    ProviderError,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+    json_body,
+)
+
+STATES = {
+    "queued": ProviderState.QUEUED,
+    "rendering": ProviderState.PROCESSING,
+    "succeeded": ProviderState.SUCCEEDED,
+    "failed": ProviderState.FAILED,
+    "cancelled": ProviderState.CANCELLED,
+}
+
+
+@dataclass
+class LocalProvider(HttpProvider):
+    name: str = "local"
+    capabilities: Capabilities = Capabilities(
+        modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=True
+    )
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        body = {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt,
+            "image_url": req.image_url,
+            "last_frame_url": req.last_frame_url,
+            "video_url": req.video_url,
+            "audio_url": req.audio_url,
+            "resolution": req.resolution,
+            "duration": req.duration,
+            "seed": req.seed,
+            "callback_url": callback_url,
+        }
+        return self.request("POST", "/v1/tasks", {k: v for k, v in body.items() if v is not None})
+
+    def parse_submit(self, resp: httpx.Response) -> str:
+        data = json_body(resp)
+        task_id = data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError("submit answer has no id", raw=resp.text)
+        return task_id
+
+    def status(self, provider_task_id: str) -> httpx.Request:
+        return self.request("GET", f"/v1/tasks/{provider_task_id}")
+
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus:
+        data = json_body(resp)
+        raw = str(data.get("status"))
+        state = STATES.get(raw)
+        if state is None:
+            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
+        error = data.get("error") or {}
+        return ProviderStatus(
+            state=state,
+            raw_status=raw,
+            progress=data.get("progress"),
+            result_url=data.get("video_url"),
+            error_code=error.get("code"),
+            error_message=error.get("message"),
+            eta_seconds=data.get("eta_seconds"),
+        )
+
+    def cancel(self, provider_task_id: str) -> httpx.Request | None:
+        return self.request("POST", f"/v1/tasks/{provider_task_id}/cancel")
