@@ -121,6 +121,7 @@ class LocalResources:
             I2V_ALLOW_PRIVATE_URLS="true",  # simulators and moto live on loopback
             I2V_DEFAULT_PROVIDERS=os.environ.get("I2V_DEFAULT_PROVIDERS", "local"),
             POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_DISABLED="true",  # EMF lines on stdout are for CloudWatch, not a terminal
             POWERTOOLS_METRICS_NAMESPACE="I2vGatewayLocal",
         )
         return resolved
@@ -210,14 +211,17 @@ def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any]
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's threaded server on a free loopback port; yields its endpoint URL."""
+def moto_server(port: int = 0) -> Iterator[str]:
+    """moto's threaded server on loopback (a free port by default); yields its endpoint URL.
+
+    moto keeps its state per process, not per server: call `reset` before reusing one.
+    """
     import logging
 
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call drowns everything else
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
@@ -235,3 +239,10 @@ def point_boto3_at(endpoint: str) -> None:
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
     )
+
+
+def reset(endpoint: str) -> None:
+    """Forget every resource in the moto server at `endpoint` (moto's own reset API)."""
+    import httpx
+
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()

@@ -99,9 +99,9 @@ class Simulator:
         assert self._server is not None, "start() first"
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def start(self) -> Simulator:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def start(self, port: int = 0) -> Simulator:
+        self._server = make_server("127.0.0.1", port, self._wsgi, threaded=True)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         for worker in self._workers:
             worker.start()
         return self

@@ -28,7 +28,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision
+from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v.local.sim_local import LocalSimulator
 from i2v.local.simulator import Simulator
 
@@ -127,15 +127,19 @@ class LocalStack:
         render_scale: float = 1.0,
         sweep_every: float = 2.0,
         poll_interval: int = 2,
-        deadline_seconds: int | None = None,
+        aws_endpoint: str | None = None,
+        aws_port: int = 0,
+        simulator_ports: dict[str, int] | None = None,
     ) -> None:
         self.port = port
+        self.aws_endpoint = aws_endpoint  # reuse a running moto server (tests); else start one
+        self.aws_port = aws_port
+        self.simulator_ports = simulator_ports or {}
         self.api_key = api_key or os.environ.get("I2V_API_KEY") or f"i2v_local_{secrets.token_urlsafe(18)}"
         self.tenant = tenant
         self.render_scale = render_scale
         self.sweep_every = sweep_every
         self.poll_interval = poll_interval
-        self.deadline_seconds = deadline_seconds
         self.endpoint = ""
         self.resources: LocalResources | None = None
         self.simulators: dict[str, Simulator] = {}
@@ -160,11 +164,17 @@ class LocalStack:
     def start(self) -> LocalStack:
         # Handlers with no metrics to flush warn on every invocation; locally that is only noise.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        self.endpoint = self._exit.enter_context(moto_server())
+        saved = dict(os.environ)
+        self._exit.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        if self.aws_endpoint:
+            self.endpoint = self.aws_endpoint
+            reset(self.endpoint)
+        else:
+            self.endpoint = self._exit.enter_context(moto_server(self.aws_port))
         point_boto3_at(self.endpoint)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
         for sim in (LocalSimulator(render_scale=self.render_scale),):
-            self.simulators[sim.name] = sim.start()
+            self.simulators[sim.name] = sim.start(self.simulator_ports.get(sim.name, 0))
             self._exit.callback(sim.stop)
         self.resources = provision(self.endpoint, self.url)
         env = self.resources.function_environment(self.url)
@@ -172,8 +182,6 @@ class LocalStack:
             env.setdefault(f"I2V_{name.upper()}_BASE_URL", os.environ.get(f"I2V_{name.upper()}_BASE_URL", sim.base_url))
             env.setdefault(f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key))
         env.update(I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval), POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"))
-        if self.deadline_seconds is not None:
-            env["I2V_TASK_DEADLINE_SECONDS"] = str(self.deadline_seconds)
         os.environ.update(env)
         reset_caches()
         self._wire()
@@ -181,7 +189,7 @@ class LocalStack:
 
         gateway().store.put_api_key(self.api_key, self.tenant)
         server = self._server
-        self._threads.append(threading.Thread(target=server.serve_forever, daemon=True))
+        self._threads.append(threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True))
         for thread in self._threads:
             thread.start()
         return self
@@ -193,6 +201,7 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self._exit.close()
+        reset_caches()  # the cached settings and clients point at what just stopped
 
     def __enter__(self) -> LocalStack:
         return self.start()

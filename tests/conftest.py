@@ -1,0 +1,95 @@
+"""Shared fixtures: one moto server per session, reset and re-provisioned from template.yaml per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_socket import socket_allow_hosts
+
+from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
+from i2v.local.sim_local import LocalSimulator
+from i2v.local.stack import reset_caches
+
+from tests.support import ROOT, SAMPLE_KEY
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> None:
+    """Nothing in the suite talks to anything but this machine."""
+    socket_allow_hosts(["127.0.0.1", "::1", "localhost"], allow_unix_socket=True)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def local_sim() -> Iterator[LocalSimulator]:
+    with LocalSimulator() as sim:
+        yield sim  # type: ignore[misc]
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, local_sim: LocalSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
+    """Fresh AWS resources from template.yaml, the functions' environment, and the local provider."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    reset(moto_endpoint)
+    with monkeypatch.context() as env:
+        point_boto3_at(moto_endpoint)
+        resources = provision(moto_endpoint, "http://127.0.0.1:3000")
+        for key, value in resources.function_environment("http://127.0.0.1:3000").items():
+            env.setenv(key, value)
+        env.setenv("I2V_LOCAL_BASE_URL", local_sim.base_url)
+        env.setenv("I2V_LOCAL_API_KEY", local_sim.api_key)
+        env.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+        reset_caches()
+        yield resources
+    reset_caches()
+
+
+@pytest.fixture
+def tenant(aws: LocalResources) -> str:
+    """Tenant `demo` with the API key used by the sample events, and the sample image in its inputs."""
+    import boto3
+
+    from i2v.service import gateway
+
+    gateway().store.put_api_key(SAMPLE_KEY, "demo")
+    image = (ROOT / "assets" / "sample.png").read_bytes()
+    boto3.client("s3").put_object(Bucket=aws.refs["Bucket"], Key="inputs/demo/sample.png", Body=image)
+    return "demo"
+
+
+@pytest.fixture(scope="session")
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A loopback HTTP server for input media: (folder, base URL). Files put in the folder are served."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    folder = tmp_path_factory.mktemp("media")
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        path = folder / request.path.lstrip("/")
+        if not path.is_file() or folder not in path.resolve().parents:
+            return Response("not found", status=404)
+        return Response(path.read_bytes(), mimetype="application/octet-stream")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    (folder / "sample.png").write_bytes((ROOT / "assets" / "sample.png").read_bytes())
+    yield folder, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def sample_url(media_server: tuple[Path, str]) -> str:
+    return f"{media_server[1]}/sample.png"
