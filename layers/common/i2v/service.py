@@ -106,7 +106,7 @@ class Gateway:
         chosen = self.route(req, mode)
         now = self.now()
         task = Task(
-            id=new_task_id(now),
+            id=new_task_id(self.clock()),
             tenant=tenant,
             status=Status.ACCEPTED,
             request=req,
@@ -467,7 +467,7 @@ class Gateway:
         now = self.now()
         message = exc.detail if isinstance(exc, RequestProblem) else str(exc)
         task = Task(
-            id=new_task_id(now),
+            id=new_task_id(self.clock()),
             tenant=tenant,
             status=Status.FAILED,
             request=VideoRequest(image_url=f"s3://{self.settings.bucket_name}/{key}"),

@@ -91,7 +91,7 @@ class TaskStore:
         item.update(
             pk=self._task_pk(task.id),
             tenant_pk=f"TENANT#{task.tenant}",
-            tenant_sk=f"{task.created_at:010d}#{task.id}",
+            tenant_sk=task.id,  # ids sort by creation time (milliseconds), so this lists newest first
             expires_at=task.created_at + self.ttl_days * 86400,
         )
         if task.next_poll_at is not None and task.status in IN_FLIGHT:

@@ -75,6 +75,7 @@ class Simulator:
         self.lock = threading.Lock()
         self.submits = 0  # submit requests received (after auth), for tests
         self.callbacks_sent: list[tuple[str, int | None]] = []  # (url, status or None on error)
+        self.downloads: dict[str, int] = {}  # result downloads per task, for tests
         self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
         self._workdir = Path(tempfile.mkdtemp(prefix=f"i2v-{self.name}-"))
         self._jobs: queue.Queue[str | None] = queue.Queue()
@@ -237,6 +238,8 @@ class Simulator:
         valid = expires.isdigit() and hmac.compare_digest(sig, self._sign(task_id, int(expires)))
         if task is None or task.video is None or not valid:
             return Response("not found", status=404)
+        with self.lock:
+            self.downloads[task_id] = self.downloads.get(task_id, 0) + 1
         if self.faults.expire_results or int(expires) < time.time():
             return Response("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", status=403)
         return Response(task.video.read_bytes(), mimetype="video/mp4")

@@ -1,0 +1,129 @@
+"""The `aimlapi` provider: AI/ML API's universal video endpoint with model `alibaba/wan-2-7-i2v`.
+
+First frame (+ driving audio) only, durations 5/10/15, no callbacks, no cancel (providers.md section 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.models import Mode, VideoRequest
+from i2v.providers.base import (
+    Capabilities,
+    HttpProvider,
+    ProviderError,
+    ProviderRejected,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+    json_body,
+)
+
+DEFAULT_BASE_URL = "https://api.aimlapi.com"
+MODEL = "alibaba/wan-2-7-i2v"
+PATH = "/v2/video/generations"  # submit (POST) and poll (GET ?generation_id=) share it
+
+# The OpenAPI enum of the shared submit/poll schema. There is no cancelled state: the API has no cancel.
+STATES = {
+    "queued": ProviderState.QUEUED,
+    "generating": ProviderState.PROCESSING,
+    "completed": ProviderState.SUCCEEDED,
+    "error": ProviderState.FAILED,
+}
+
+
+@dataclass
+class AimlapiProvider(HttpProvider):
+    name: str = "aimlapi"
+    capabilities: Capabilities = Capabilities(
+        modes=frozenset({Mode.FIRST_FRAME}),  # no last-frame or clip field is exposed
+        durations=frozenset({5, 10, 15}),  # an integer enum, not a range
+        audio=True,
+        callback=False,
+        cancel=False,
+    )
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        # The body validator would not refuse unknown fields, it would drop them, and the job would run as
+        # plain first-frame: a silent wrong video. Routing already filters by capabilities; this is the backstop.
+        if req.last_frame_url or req.video_url:
+            raise ProviderRejected(
+                "aimlapi serves first-frame (+audio) requests only", code="unsupported_mode", raw=""
+            )
+        body: dict[str, Any] = {
+            "model": MODEL,
+            # Required by the schema, which has no minLength: an empty prompt is sent as "" rather than left out.
+            "prompt": req.prompt,
+            "image_url": req.image_url,
+            "resolution": req.resolution,  # their default is 1080p; ours may differ per request
+            "duration": req.duration,  # their default is 10, ours 5
+            # Two documented fields with one description: send both with our value, so whichever the
+            # backend honours, its default (true) cannot override what the client asked for.
+            "enable_prompt_expansion": req.prompt_extend,
+            "enhance_prompt": req.prompt_extend,
+            "watermark": req.watermark,
+        }
+        if req.audio_url:
+            body["audio_url"] = req.audio_url
+        if req.negative_prompt:
+            body["negative_prompt"] = req.negative_prompt
+        if req.seed is not None:
+            body["seed"] = req.seed
+        # No callback field exists for video generations; callback_url is ignored (capabilities.callback=False).
+        return self.request("POST", PATH, body)
+
+    def parse_submit(self, resp: httpx.Response) -> str:
+        data = _json(resp)
+        task_id = data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError("submit answer has no id", status_code=resp.status_code, raw=resp.text)
+        return task_id
+
+    def status(self, provider_task_id: str) -> httpx.Request:
+        return self.request("GET", PATH, params={"generation_id": provider_task_id})
+
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus:
+        data = _json(resp)
+        raw = str(data.get("status"))
+        state = STATES.get(raw)
+        if state is None:
+            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
+        video = data.get("video") if isinstance(data.get("video"), dict) else {}
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        return ProviderStatus(
+            state=state,
+            raw_status=raw,
+            # The API reports neither progress nor an ETA. A `completed` without video.url is left to the
+            # service, which fails it as no_result_url.
+            result_url=_text(video.get("url")),
+            error_code=_text(error.get("name")),
+            error_message=_text(error.get("message")),
+        )
+
+    def cancel(self, provider_task_id: str) -> httpx.Request | None:
+        return None  # no cancel endpoint is documented
+
+
+def _json(resp: httpx.Response) -> dict[str, Any]:
+    """Like json_body, but 4xx bodies are {message, path, requestId, statusCode, timestamp}: the only code-like
+    field is statusCode, so that becomes the error code."""
+    if 400 <= resp.status_code < 500 and resp.status_code != 429:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            raise ProviderRejected(
+                data["message"],
+                status_code=resp.status_code,
+                code=str(data.get("statusCode") or resp.status_code),
+                raw=resp.text,
+            )
+    return json_body(resp)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None

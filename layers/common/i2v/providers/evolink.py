@@ -1,0 +1,146 @@
+"""The `evolink` provider: EvoLink's unified video API (model `wan2.7-image-to-video`), polled at /v1/tasks/{id}.
+
+Contract and sources: section 4 of providers.md. EvoLink's defaults differ from the model's, so quality and
+prompt_extend are always sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.models import MAX_SEED, Mode, VideoRequest
+from i2v.providers.base import (
+    ALL_DURATIONS,
+    ALL_MODES,
+    Capabilities,
+    HttpProvider,
+    ProviderError,
+    ProviderRejected,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+    json_body,
+)
+
+DEFAULT_BASE_URL = "https://api.evolink.ai"
+MODEL = "wan2.7-image-to-video"
+MIN_SEED = 1  # EvoLink documents seed 1-2147483647; the model itself accepts 0
+
+STATES = {
+    "pending": ProviderState.QUEUED,
+    "processing": ProviderState.PROCESSING,
+    "completed": ProviderState.SUCCEEDED,
+    "failed": ProviderState.FAILED,
+    # Not in the task status enum, but the callback docs say callbacks fire for "cancelled" tasks and carry
+    # the task object: if EvoLink ever reports the word, it means what it says, not "unknown".
+    "cancelled": ProviderState.CANCELLED,
+}
+# A task-level error code that means the task was cancelled, not that generation failed.
+CANCELLED_CODES = frozenset({"request_cancelled"})
+
+
+@dataclass
+class EvolinkProvider(HttpProvider):
+    name: str = "evolink"
+    capabilities: Capabilities = Capabilities(
+        modes=ALL_MODES,
+        durations=ALL_DURATIONS,
+        resolutions=frozenset({"720p", "1080p"}),
+        audio=True,
+        callback=True,
+        cancel=False,  # task_info.can_cancel exists, but no cancel endpoint is documented
+    )
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        mode = req.resolved_mode()
+        body: dict[str, Any] = {
+            "model": MODEL,
+            # Explicit, as EvoLink recommends: auto-selection could read the media differently from us.
+            "generation_mode": mode.value,
+            "quality": req.resolution,  # EvoLink's default is 720p, ours 1080p
+            "duration": req.duration,
+            "prompt_extend": req.prompt_extend,  # EvoLink's default is false, the model's (and ours) true
+        }
+        if req.prompt:
+            body["prompt"] = req.prompt
+        if req.negative_prompt:
+            body["negative_prompt"] = req.negative_prompt
+        if mode is Mode.VIDEO_CONTINUATION:
+            body["video_urls"] = [req.video_url]
+        else:
+            body["image_start"] = req.image_url
+        if req.last_frame_url:
+            body["image_end"] = req.last_frame_url
+        if req.audio_url:
+            body["audio_urls"] = [req.audio_url]
+        if req.seed is not None:
+            body["seed"] = _seed(req.seed)
+        if req.watermark:
+            # EvoLink documents no watermark option: dropping it silently would deliver an unmarked video
+            # to a client who asked for the mark, so refuse and let the gateway fail over.
+            raise ProviderRejected("EvoLink has no watermark option", code="unsupported_watermark")
+        if callback_url:
+            body["callback_url"] = callback_url
+        return self.request("POST", "/v1/videos/generations", body)
+
+    def parse_submit(self, resp: httpx.Response) -> str:
+        data = json_body(resp)
+        task_id = data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError("submit answer has no id", raw=resp.text)
+        return task_id
+
+    def status(self, provider_task_id: str) -> httpx.Request:
+        return self.request("GET", f"/v1/tasks/{provider_task_id}")
+
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus:
+        data = json_body(resp)
+        raw = str(data.get("status"))
+        state = STATES.get(raw)
+        if state is None:
+            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        error_code = _text(error.get("code"))
+        if state is ProviderState.FAILED and error_code in CANCELLED_CODES:
+            # The status enum has no cancelled value; a cancelled task can only surface as failed + this code.
+            state = ProviderState.CANCELLED
+        results = data.get("results")
+        result_url = results[0] if isinstance(results, list) and results and isinstance(results[0], str) else None
+        task_info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+        return ProviderStatus(
+            state=state,
+            raw_status=raw,
+            progress=_int(data.get("progress")),
+            result_url=result_url,
+            error_code=error_code,
+            error_message=_text(error.get("message")),
+            eta_seconds=_int(task_info.get("estimated_time")),
+        )
+
+    def cancel(self, provider_task_id: str) -> httpx.Request | None:
+        return None  # no cancel endpoint is documented (providers.md, section 4)
+
+
+def _seed(seed: int) -> int:
+    """EvoLink's seed range starts at 1, the model's at 0.
+
+    Seed 0 is refused rather than rewritten: sending 1 (or MAX_SEED) would quietly give the video of another
+    seed, and leaving it out would quietly give a random one; either breaks the promise that a seed reproduces
+    a result. Refusing before any call lets the gateway fail over to a host that takes seed 0.
+    """
+    if not MIN_SEED <= seed <= MAX_SEED:
+        raise ProviderRejected(f"EvoLink accepts seed {MIN_SEED}-{MAX_SEED}, not {seed}", code="unsupported_seed")
+    return seed
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

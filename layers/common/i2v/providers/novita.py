@@ -1,0 +1,144 @@
+"""Novita AI's `wan2.7-i2v` async API (flat body, `task-result` polling, `extra.webhook` callbacks).
+
+HighwayAPI (JieKou) documents the same schema at another host, so it is this adapter configured: `highway()`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.models import VideoRequest
+from i2v.providers.base import (
+    ALL_DURATIONS,
+    ALL_MODES,
+    Capabilities,
+    HttpProvider,
+    ProviderError,
+    ProviderRejected,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+    json_body,
+)
+
+DEFAULT_BASE_URL = "https://api.novita.ai"
+HIGHWAY_BASE_URL = "https://api.highwayapi.ai"
+SUBMIT_PATH = "/v3/async/wan2.7-i2v"
+RESULT_PATH = "/v3/async/task-result"
+
+# SUCCEED/FAILED are in Novita's docs; QUEUED/PROCESSING and CANCELED come from public client code
+# (providers.md §2). There is no cancel endpoint, but a task cancelled on Novita's side must not read as running.
+STATES = {
+    "TASK_STATUS_QUEUED": ProviderState.QUEUED,
+    "TASK_STATUS_PROCESSING": ProviderState.PROCESSING,
+    "TASK_STATUS_SUCCEED": ProviderState.SUCCEEDED,
+    "TASK_STATUS_FAILED": ProviderState.FAILED,
+    "TASK_STATUS_CANCELED": ProviderState.CANCELLED,
+}
+
+# All three modes (image_url / +last_frame_url / first_clip_url), 2-15 s, 720P|1080P, driving audio.
+NOVITA_CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False)
+# HighwayAPI's docs mention no webhook, so we poll it rather than send a field it may reject.
+HIGHWAY_CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False)
+
+
+@dataclass
+class NovitaProvider(HttpProvider):
+    name: str = "novita"
+    capabilities: Capabilities = NOVITA_CAPABILITIES
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        body: dict[str, Any] = {
+            "prompt": req.prompt,
+            "image_url": req.image_url,
+            "last_frame_url": req.last_frame_url,
+            "first_clip_url": req.video_url,
+            "driving_audio_url": req.audio_url,
+            # Always explicit: the host's defaults (1080P, 5 s, rewrite on) are not a contract we rely on.
+            "resolution": req.resolution.upper(),
+            "duration": req.duration,
+            "prompt_extend": req.prompt_extend,
+            "watermark": req.watermark,
+            "seed": req.seed,
+            "negative_prompt": req.negative_prompt,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        if callback_url and self.capabilities.callback:
+            body["extra"] = {"webhook": {"url": callback_url}}
+        return self.request("POST", SUBMIT_PATH, body)
+
+    def parse_submit(self, resp: httpx.Response) -> str:
+        data = _body(resp)
+        task_id = data.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError("submit answer has no task_id", status_code=resp.status_code, raw=resp.text)
+        return task_id
+
+    def status(self, provider_task_id: str) -> httpx.Request:
+        return self.request("GET", RESULT_PATH, params={"task_id": provider_task_id})
+
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus:
+        return parse_task_result(_body(resp), resp.text)
+
+    def cancel(self, provider_task_id: str) -> httpx.Request | None:
+        return None  # Novita documents no cancel for async tasks
+
+
+def highway(base_url: str, api_key: str) -> NovitaProvider:
+    """HighwayAPI: Novita's wan2.7-i2v schema and task-result polling at its own host, without webhooks."""
+    return NovitaProvider(base_url=base_url, api_key=api_key, name="highway", capabilities=HIGHWAY_CAPABILITIES)
+
+
+def parse_task_result(data: dict[str, Any], raw: str) -> ProviderStatus:
+    """A task-result object; a webhook's `payload` has the same shape, so callbacks can use this too."""
+    task = data.get("task")
+    if not isinstance(task, dict):
+        raise ProviderError("task-result answer has no task object", raw=raw)
+    status = str(task.get("status"))
+    state = STATES.get(status)
+    if state is None:
+        raise UnknownProviderStatus(f"unknown status {status!r}", code="unknown_status", raw=raw)
+    videos = data.get("videos")
+    first = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) else {}
+    url = first.get("video_url")
+    reason = task.get("reason")
+    return ProviderStatus(
+        state=state,
+        raw_status=status,
+        progress=_int(task.get("progress_percent")),
+        result_url=str(url) if url and state is ProviderState.SUCCEEDED else None,
+        # Novita gives a free-text reason and no failure code; the service supplies a generic code.
+        error_message=str(reason) if reason and state is ProviderState.FAILED else None,
+        eta_seconds=_int(task.get("eta")),
+    )
+
+
+def _body(resp: httpx.Response) -> dict[str, Any]:
+    """Novita/JieKou errors look like {"code": 400, "reason": "INVALID_REQUEST_BODY", "message": "..."};
+    the useful code is `reason` (the numeric `code` only repeats the HTTP status)."""
+    if 400 <= resp.status_code < 500 and resp.status_code != 429:
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+            message = data.get("message")
+            raise ProviderRejected(
+                str(message) if message else data["reason"],
+                status_code=resp.status_code,
+                code=data["reason"],
+                raw=resp.text,
+            )
+    return json_body(resp)
+
+
+def _int(value: Any) -> int | None:
+    # eta / progress_percent are documented as integers; tolerate floats and numeric strings.
+    try:
+        return int(float(value)) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,297 @@
+"""The whole gateway on the embedded local stack: HTTP in, provider simulator, callbacks, sweeper, S3 out."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import av
+import boto3
+import httpx
+import pytest
+
+from i2v.local.simulator import Faults, Simulator
+from i2v.local.stack import LocalStack
+from i2v.service import gateway
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(moto_endpoint: str) -> Iterator[LocalStack]:
+    with LocalStack(aws_endpoint=moto_endpoint, sweep_every=0.5, poll_interval=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def events_queue(stack: LocalStack) -> str:
+    """Every event the gateway puts on its bus, copied to a queue the tests can read."""
+    assert stack.resources is not None
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="test-bus-copy")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.resources.refs["EventBus"]
+    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
+    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return str(url)
+
+
+@pytest.fixture
+def sim(stack: LocalStack) -> Iterator[Simulator]:
+    simulator = stack.simulators["local"]
+    simulator.faults = Faults()
+    yield simulator
+    simulator.faults = Faults()
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def image_url(stack: LocalStack, api: httpx.Client) -> str:
+    ticket = api.post("/v1/uploads", json={"filename": "sample.png", "content_type": "image/png"}).json()
+    with open("assets/sample.png", "rb") as fh:
+        httpx.put(ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}).raise_for_status()
+    return str(ticket["url"])
+
+
+def wait_for(check: Callable[[], Any], seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {seconds} s")
+
+
+def finished(api: httpx.Client, task_id: str, seconds: float = 30) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        view: dict[str, Any] = api.get(f"/v1/videos/{task_id}").json()
+        return view if view["status"] in ("succeeded", "failed", "cancelled", "timed_out") else None
+
+    result: dict[str, Any] = wait_for(done, seconds)
+    return result
+
+
+def stored_item(task_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = gateway().store.table.get_item(Key={"pk": f"TASK#{task_id}"}, ConsistentRead=True)["Item"]
+    return item
+
+
+def bus_events(queue_url: str, task_id: str) -> list[dict[str, Any]]:
+    sqs, found = boto3.client("sqs"), []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        if not got.get("Messages"):
+            return [e for e in found if e["detail"]["id"] == task_id]
+        for message in got["Messages"]:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def create(api: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    resp = api.post("/v1/videos", json=body, headers=headers)
+    assert resp.status_code == 202, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(stack: LocalStack, api: httpx.Client, image_url: str) -> None:
+    task = create(api, {"image_url": image_url, "prompt": "hills at dusk", "resolution": "720p", "duration": 2})
+    assert task["status"] == "submitted"
+    assert task["links"]["self"] == f"/v1/videos/{task['id']}"
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert view["output"]["key"] == f"outputs/{stack.tenant}/{task['id']}.mp4"
+    assert view["expires_at"]
+    body = boto3.client("s3").get_object(Bucket=stack.bucket, Key=view["output"]["key"])["Body"].read()
+    assert len(body) == view["output"]["size"]
+    with av.open(io.BytesIO(body)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert stream.codec_context.name == "h264"
+        assert min(stream.width, stream.height) == 720
+        assert abs(frames / float(stream.average_rate or 24) - 2) <= 0.2
+    again = api.get(f"/v1/videos/{task['id']}").json()
+    assert again["output_url"] != view["output_url"] or again["expires_at"] >= view["expires_at"]
+
+
+def test_duplicate_callbacks_ingest_once(
+    sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack, events_queue: str
+) -> None:
+    sim.faults.duplicate_callbacks = 5
+    task = create(api, {"image_url": image_url, "resolution": "720p", "duration": 2})
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    provider_id = view["attempts"][-1]["provider_task_id"]
+    wait_for(lambda: len([c for c in sim.callbacks_sent if task["id"] in c[0]]) >= 5)
+    time.sleep(1.5)  # let every duplicate's ingest message be handled
+    assert [status for url, status in sim.callbacks_sent if task["id"] in url] == [200] * 5
+    assert sim.downloads[provider_id] == 1
+    listed = boto3.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=f"outputs/{stack.tenant}/{task['id']}")
+    assert listed["KeyCount"] == 1
+    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["succeeded"]
+
+
+def test_forged_callback_token_is_401_and_changes_nothing(sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack) -> None:
+    sim.faults.stall = True
+    task = create(api, {"image_url": image_url, "duration": 2})
+    before = stored_item(task["id"])
+    forged = httpx.post(
+        f"{stack.url}/v1/callbacks/local/{task['id']}",
+        params={"token": "0" * 64},
+        json={"id": "x", "status": "succeeded", "video_url": "http://127.0.0.1:1/evil.mp4"},
+    )
+    assert forged.status_code == 401
+    assert forged.headers["content-type"] == "application/problem+json"
+    missing = httpx.post(f"{stack.url}/v1/callbacks/local/{task['id']}", json={})
+    assert missing.status_code == 401
+    assert stored_item(task["id"]) == before
+
+
+def test_lost_callback_is_caught_by_the_sweeper(sim: Simulator, api: httpx.Client, image_url: str) -> None:
+    sim.faults.drop_callbacks = True
+    task = create(api, {"image_url": image_url, "duration": 2, "resolution": "720p"})
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert not [c for c in sim.callbacks_sent if task["id"] in c[0]]
+
+
+def test_task_past_its_deadline_is_timed_out(sim: Simulator, api: httpx.Client, image_url: str, events_queue: str) -> None:
+    sim.faults.stall = True
+    task = create(api, {"image_url": image_url, "duration": 2})
+    gateway().store.update(task["id"], deadline_at=int(time.time()) - 1)
+    view = finished(api, task["id"])
+    assert view["status"] == "timed_out"
+    assert view["error"]["code"] == "timed_out"
+    provider_id = view["attempts"][-1]["provider_task_id"]
+    assert sim.tasks[provider_id].state == "cancelled"  # we stop paying for what nobody will collect
+    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["timed_out"]
+
+
+def test_cancel_stops_the_task_once(sim: Simulator, api: httpx.Client, image_url: str) -> None:
+    sim.faults.stall = True
+    task = create(api, {"image_url": image_url, "duration": 2})
+    cancelled = api.post(f"/v1/videos/{task['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert api.get(f"/v1/videos/{task['id']}").json()["status"] == "cancelled"
+    again = api.post(f"/v1/videos/{task['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json()["detail"] == "task is cancelled"
+
+
+def test_idempotency_key_replays_the_same_task_and_refuses_a_different_body(
+    sim: Simulator, api: httpx.Client, image_url: str
+) -> None:
+    sim.faults.stall = True
+    body = {"image_url": image_url, "duration": 3}
+    submits_before = sim.submits
+    first = create(api, body, **{"Idempotency-Key": "order-42"})
+    second = create(api, body, **{"Idempotency-Key": "order-42"})
+    assert second["id"] == first["id"]
+    assert sim.submits == submits_before + 1
+    changed = api.post("/v1/videos", json={**body, "duration": 4}, headers={"Idempotency-Key": "order-42"})
+    assert changed.status_code == 422
+    assert "Idempotency-Key" in changed.json()["title"]
+
+
+def test_another_tenants_task_does_not_exist_for_you(sim: Simulator, stack: LocalStack, api: httpx.Client, image_url: str) -> None:
+    sim.faults.stall = True
+    task = create(api, {"image_url": image_url, "duration": 2})
+    gateway().store.put_api_key("other-tenant-key", "other")
+    other = httpx.Client(base_url=stack.url, headers={"Authorization": "Bearer other-tenant-key"})
+    assert other.get(f"/v1/videos/{task['id']}").status_code == 404
+    assert other.post(f"/v1/videos/{task['id']}/cancel").status_code == 404
+    assert task["id"] not in [t["id"] for t in other.get("/v1/videos").json()["items"]]
+    assert task["id"] in [t["id"] for t in api.get("/v1/videos").json()["items"]]
+
+
+def test_requests_without_a_valid_key_are_401(stack: LocalStack) -> None:
+    assert httpx.get(f"{stack.url}/v1/videos").status_code == 401
+    assert httpx.get(f"{stack.url}/v1/videos", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_listing_pages_newest_first(sim: Simulator, api: httpx.Client, image_url: str) -> None:
+    sim.faults.stall = True
+    ids = [create(api, {"image_url": image_url, "duration": 2})["id"] for _ in range(3)]
+    page = api.get("/v1/videos", params={"limit": 2}).json()
+    assert [t["id"] for t in page["items"]] == ids[::-1][:2]
+    rest = api.get("/v1/videos", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert rest["items"][0]["id"] == ids[0]
+    assert api.get("/v1/videos", params={"cursor": "garbage"}).status_code == 422
+
+
+def upload_event(bucket: str, key: str, etag: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(open("events/s3_put.json").read())
+    event["Records"][0]["s3"]["bucket"]["name"] = bucket
+    event["Records"][0]["s3"]["object"].update(key=key, eTag=etag)
+    return event
+
+
+def tasks_for_key(api: httpx.Client, key: str) -> list[dict[str, Any]]:
+    return [t for t in api.get("/v1/videos", params={"limit": 100}).json()["items"] if t["source_key"] == key]
+
+
+def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(api: httpx.Client, stack: LocalStack) -> None:
+    key = f"uploads/{stack.tenant}/trips/hills.png"
+    s3 = boto3.client("s3")
+    with open("assets/sample.png", "rb") as fh:
+        s3.put_object(
+            Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"prompt": "wind in the grass", "duration": "2", "resolution": "720p"}
+        )
+    task = wait_for(lambda: tasks_for_key(api, key))[0]
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert view["request"]["prompt"] == "wind in the grass"
+    assert view["output"]["key"] == f"outputs/{stack.tenant}/trips/hills.mp4"
+    assert s3.head_object(Bucket=stack.bucket, Key=view["output"]["key"])["ContentLength"] == view["output"]["size"]
+
+
+def test_same_s3_object_event_twice_creates_one_task(sim: Simulator, api: httpx.Client, stack: LocalStack) -> None:
+    sim.faults.stall = True
+    key = f"uploads/{stack.tenant}/twice.png"
+    s3 = boto3.client("s3")
+    with open("assets/sample.png", "rb") as fh:
+        etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "2"})["ETag"].strip('"')
+    wait_for(lambda: tasks_for_key(api, key))
+    stack.invoke("S3TriggerFunction", upload_event(stack.bucket, key, etag))
+    stack.invoke("S3TriggerFunction", upload_event(stack.bucket, key, etag))
+    assert len(tasks_for_key(api, key)) == 1
+
+
+def test_sidecar_json_gives_the_options(sim: Simulator, api: httpx.Client, stack: LocalStack) -> None:
+    sim.faults.stall = True
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key=f"uploads/{stack.tenant}/side.json", Body=json.dumps({"prompt": "from the sidecar", "duration": 3}))
+    with open("assets/sample.png", "rb") as fh:
+        s3.put_object(Bucket=stack.bucket, Key=f"uploads/{stack.tenant}/side.png", Body=fh.read())
+    task = wait_for(lambda: tasks_for_key(api, f"uploads/{stack.tenant}/side.png"))[0]
+    assert task["request"]["prompt"] == "from the sidecar"
+    assert task["request"]["duration"] == 3
+
+
+def test_invalid_upload_options_are_recorded_as_a_failed_task(api: httpx.Client, stack: LocalStack) -> None:
+    key = f"uploads/{stack.tenant}/bad.png"
+    with open("assets/sample.png", "rb") as fh:
+        boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "99"})
+    task = wait_for(lambda: tasks_for_key(api, key))[0]
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "invalid_request"
+    assert "duration" in task["error"]["message"]
+
+
+def test_openapi_document_and_swagger_ui_are_served(stack: LocalStack) -> None:
+    spec = httpx.get(f"{stack.url}/openapi.json").json()
+    assert "/v1/videos" in spec["paths"]
+    assert "VideoRequest" in json.dumps(spec)
+    docs = httpx.get(f"{stack.url}/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
