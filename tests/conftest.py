@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pytest_socket import socket_allow_hosts
@@ -12,7 +11,6 @@ from pytest_socket import socket_allow_hosts
 from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v.local.sim_local import LocalSimulator
 from i2v.local.stack import reset_caches
-
 from tests.support import ROOT, SAMPLE_KEY
 
 
@@ -35,9 +33,17 @@ def local_sim() -> Iterator[LocalSimulator]:
 
 
 @pytest.fixture
-def aws(moto_endpoint: str, local_sim: LocalSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
+def aws(
+    moto_endpoint: str, local_sim: LocalSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalResources]:
     """Fresh AWS resources from template.yaml, the functions' environment, and the local provider."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
     reset(moto_endpoint)
     with monkeypatch.context() as env:

@@ -11,9 +11,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from i2v.models import RequestProblem
 from i2v.problems import problem
 from i2v.service import gateway
-from i2v.models import RequestProblem
 
 logger = Logger()
 tracer = Tracer()
@@ -29,7 +29,9 @@ def callback(provider: str, task_id: str) -> Response[Any]:
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return problem(exc.status, exc.title, exc.detail)
-    return Response(status_code=200, content_type="application/json", body={"id": task.id, "status": task.status})
+    return Response(
+        status_code=200, content_type="application/json", body={"id": task.id, "status": task.status}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -41,4 +41,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("Records", [{}])[0].get("eventSource") == "aws:s3":
         on_s3_records(event["Records"])
         return {"batchItemFailures": []}
-    return process_partial_response(event=event, record_handler=on_sqs_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=on_sqs_record, processor=processor, context=context
+    )

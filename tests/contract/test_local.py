@@ -36,7 +36,9 @@ def client() -> ProviderClient:
     return ProviderClient(timeout=5, sleep=lambda s: None)
 
 
-def poll(adapter: LocalProvider, client: ProviderClient, task_id: str, seconds: float = 20) -> list[ProviderStatus]:
+def poll(
+    adapter: LocalProvider, client: ProviderClient, task_id: str, seconds: float = 20
+) -> list[ProviderStatus]:
     seen: list[ProviderStatus] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -72,7 +74,9 @@ def test_render_failure_is_reported_with_the_providers_error(
     assert final.error_message == "the model refused this image"
 
 
-def test_invalid_submit_is_rejected_with_the_providers_error_shape(adapter: LocalProvider, client: ProviderClient) -> None:
+def test_invalid_submit_is_rejected_with_the_providers_error_shape(
+    adapter: LocalProvider, client: ProviderClient
+) -> None:
     bad = adapter.request("POST", "/v1/tasks", {"duration": 5})
     with pytest.raises(ProviderRejected) as caught:
         adapter.parse_submit(client.send(bad))
@@ -87,7 +91,9 @@ def test_wrong_key_is_rejected(sim: LocalSimulator, client: ProviderClient, samp
     assert caught.value.status_code == 401
 
 
-def test_cancel_stops_a_queued_task(sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str) -> None:
+def test_cancel_stops_a_queued_task(
+    sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
+) -> None:
     sim.faults.stall = True
     task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     cancel = adapter.cancel(task_id)
@@ -96,17 +102,23 @@ def test_cancel_stops_a_queued_task(sim: LocalSimulator, adapter: LocalProvider,
     assert adapter.parse_status(client.send(adapter.status(task_id))).state is ProviderState.CANCELLED
 
 
-def test_429_waits_for_retry_after_then_succeeds(sim: LocalSimulator, adapter: LocalProvider, sample_url: str) -> None:
+def test_429_waits_for_retry_after_then_succeeds(
+    sim: LocalSimulator, adapter: LocalProvider, sample_url: str
+) -> None:
     waits: list[float] = []
     client = ProviderClient(timeout=5, sleep=waits.append)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
+    )
     assert task_id
     assert waits == [2.0]
     assert sim.submits == 2
 
 
-def test_429_beyond_the_wait_budget_surfaces_retry_after(sim: LocalSimulator, adapter: LocalProvider, sample_url: str) -> None:
+def test_429_beyond_the_wait_budget_surfaces_retry_after(
+    sim: LocalSimulator, adapter: LocalProvider, sample_url: str
+) -> None:
     client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 30
     with pytest.raises(ProviderRateLimited) as caught:
@@ -125,8 +137,12 @@ def test_unknown_status_is_an_error_keeping_the_raw_value(
     assert "MELTING" in caught.value.raw
 
 
-def test_expired_result_url_answers_403(sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str) -> None:
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=2), None)))
+def test_expired_result_url_answers_403(
+    sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
+) -> None:
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=2), None))
+    )
     final = poll(adapter, client, task_id)[-1]
     sim.faults.expire_results = True
     assert httpx.get(final.result_url or "").status_code == 403

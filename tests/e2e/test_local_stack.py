@@ -16,6 +16,7 @@ import pytest
 from i2v.local.simulator import Faults, Simulator
 from i2v.local.stack import LocalStack
 from i2v.service import gateway
+from tests.support import load_event
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,9 @@ def sim(stack: LocalStack) -> Iterator[Simulator]:
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ) as client:
         yield client
 
 
@@ -57,7 +60,9 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
 def image_url(stack: LocalStack, api: httpx.Client) -> str:
     ticket = api.post("/v1/uploads", json={"filename": "sample.png", "content_type": "image/png"}).json()
     with open("assets/sample.png", "rb") as fh:
-        httpx.put(ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}).raise_for_status()
+        httpx.put(
+            ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}
+        ).raise_for_status()
     return str(ticket["url"])
 
 
@@ -81,7 +86,9 @@ def finished(api: httpx.Client, task_id: str, seconds: float = 30) -> dict[str, 
 
 
 def stored_item(task_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = gateway().store.table.get_item(Key={"pk": f"TASK#{task_id}"}, ConsistentRead=True)["Item"]
+    item: dict[str, Any] = gateway().store.table.get_item(Key={"pk": f"TASK#{task_id}"}, ConsistentRead=True)[
+        "Item"
+    ]
     return item
 
 
@@ -103,8 +110,12 @@ def create(api: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str,
     return created
 
 
-def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(stack: LocalStack, api: httpx.Client, image_url: str) -> None:
-    task = create(api, {"image_url": image_url, "prompt": "hills at dusk", "resolution": "720p", "duration": 2})
+def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(
+    stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    task = create(
+        api, {"image_url": image_url, "prompt": "hills at dusk", "resolution": "720p", "duration": 2}
+    )
     assert task["status"] == "submitted"
     assert task["links"]["self"] == f"/v1/videos/{task['id']}"
     view = finished(api, task["id"])
@@ -135,12 +146,16 @@ def test_duplicate_callbacks_ingest_once(
     time.sleep(1.5)  # let every duplicate's ingest message be handled
     assert [status for url, status in sim.callbacks_sent if task["id"] in url] == [200] * 5
     assert sim.downloads[provider_id] == 1
-    listed = boto3.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=f"outputs/{stack.tenant}/{task['id']}")
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=stack.bucket, Prefix=f"outputs/{stack.tenant}/{task['id']}"
+    )
     assert listed["KeyCount"] == 1
     assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["succeeded"]
 
 
-def test_forged_callback_token_is_401_and_changes_nothing(sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack) -> None:
+def test_forged_callback_token_is_401_and_changes_nothing(
+    sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack
+) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
     before = stored_item(task["id"])
@@ -164,7 +179,9 @@ def test_lost_callback_is_caught_by_the_sweeper(sim: Simulator, api: httpx.Clien
     assert not [c for c in sim.callbacks_sent if task["id"] in c[0]]
 
 
-def test_task_past_its_deadline_is_timed_out(sim: Simulator, api: httpx.Client, image_url: str, events_queue: str) -> None:
+def test_task_past_its_deadline_is_timed_out(
+    sim: Simulator, api: httpx.Client, image_url: str, events_queue: str
+) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
     gateway().store.update(task["id"], deadline_at=int(time.time()) - 1)
@@ -203,7 +220,9 @@ def test_idempotency_key_replays_the_same_task_and_refuses_a_different_body(
     assert "Idempotency-Key" in changed.json()["title"]
 
 
-def test_another_tenants_task_does_not_exist_for_you(sim: Simulator, stack: LocalStack, api: httpx.Client, image_url: str) -> None:
+def test_another_tenants_task_does_not_exist_for_you(
+    sim: Simulator, stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
     gateway().store.put_api_key("other-tenant-key", "other")
@@ -230,7 +249,7 @@ def test_listing_pages_newest_first(sim: Simulator, api: httpx.Client, image_url
 
 
 def upload_event(bucket: str, key: str, etag: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads(open("events/s3_put.json").read())
+    event = load_event("s3_put.json")
     event["Records"][0]["s3"]["bucket"]["name"] = bucket
     event["Records"][0]["s3"]["object"].update(key=key, eTag=etag)
     return event
@@ -240,27 +259,39 @@ def tasks_for_key(api: httpx.Client, key: str) -> list[dict[str, Any]]:
     return [t for t in api.get("/v1/videos", params={"limit": 100}).json()["items"] if t["source_key"] == key]
 
 
-def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(api: httpx.Client, stack: LocalStack) -> None:
+def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(
+    api: httpx.Client, stack: LocalStack
+) -> None:
     key = f"uploads/{stack.tenant}/trips/hills.png"
     s3 = boto3.client("s3")
     with open("assets/sample.png", "rb") as fh:
         s3.put_object(
-            Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"prompt": "wind in the grass", "duration": "2", "resolution": "720p"}
+            Bucket=stack.bucket,
+            Key=key,
+            Body=fh.read(),
+            Metadata={"prompt": "wind in the grass", "duration": "2", "resolution": "720p"},
         )
     task = wait_for(lambda: tasks_for_key(api, key))[0]
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
     assert view["request"]["prompt"] == "wind in the grass"
     assert view["output"]["key"] == f"outputs/{stack.tenant}/trips/hills.mp4"
-    assert s3.head_object(Bucket=stack.bucket, Key=view["output"]["key"])["ContentLength"] == view["output"]["size"]
+    assert (
+        s3.head_object(Bucket=stack.bucket, Key=view["output"]["key"])["ContentLength"]
+        == view["output"]["size"]
+    )
 
 
-def test_same_s3_object_event_twice_creates_one_task(sim: Simulator, api: httpx.Client, stack: LocalStack) -> None:
+def test_same_s3_object_event_twice_creates_one_task(
+    sim: Simulator, api: httpx.Client, stack: LocalStack
+) -> None:
     sim.faults.stall = True
     key = f"uploads/{stack.tenant}/twice.png"
     s3 = boto3.client("s3")
     with open("assets/sample.png", "rb") as fh:
-        etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "2"})["ETag"].strip('"')
+        etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "2"})[
+            "ETag"
+        ].strip('"')
     wait_for(lambda: tasks_for_key(api, key))
     stack.invoke("S3TriggerFunction", upload_event(stack.bucket, key, etag))
     stack.invoke("S3TriggerFunction", upload_event(stack.bucket, key, etag))
@@ -270,7 +301,11 @@ def test_same_s3_object_event_twice_creates_one_task(sim: Simulator, api: httpx.
 def test_sidecar_json_gives_the_options(sim: Simulator, api: httpx.Client, stack: LocalStack) -> None:
     sim.faults.stall = True
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=stack.bucket, Key=f"uploads/{stack.tenant}/side.json", Body=json.dumps({"prompt": "from the sidecar", "duration": 3}))
+    s3.put_object(
+        Bucket=stack.bucket,
+        Key=f"uploads/{stack.tenant}/side.json",
+        Body=json.dumps({"prompt": "from the sidecar", "duration": 3}),
+    )
     with open("assets/sample.png", "rb") as fh:
         s3.put_object(Bucket=stack.bucket, Key=f"uploads/{stack.tenant}/side.png", Body=fh.read())
     task = wait_for(lambda: tasks_for_key(api, f"uploads/{stack.tenant}/side.png"))[0]
@@ -281,7 +316,9 @@ def test_sidecar_json_gives_the_options(sim: Simulator, api: httpx.Client, stack
 def test_invalid_upload_options_are_recorded_as_a_failed_task(api: httpx.Client, stack: LocalStack) -> None:
     key = f"uploads/{stack.tenant}/bad.png"
     with open("assets/sample.png", "rb") as fh:
-        boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "99"})
+        boto3.client("s3").put_object(
+            Bucket=stack.bucket, Key=key, Body=fh.read(), Metadata={"duration": "99"}
+        )
     task = wait_for(lambda: tasks_for_key(api, key))[0]
     assert task["status"] == "failed"
     assert task["error"]["code"] == "invalid_request"

@@ -81,7 +81,9 @@ def test_valid_media_combination_is_accepted_with_its_mode(body: dict[str, Any],
 
 
 def test_uppercase_resolution_is_accepted_as_the_hosts_spell_it() -> None:
-    status, task = api_call("POST", "/v1/videos", {"image_url": IMG, "resolution": "720P", "duration": 15, "seed": 0})
+    status, task = api_call(
+        "POST", "/v1/videos", {"image_url": IMG, "resolution": "720P", "duration": 15, "seed": 0}
+    )
     assert status == 202
     assert task["request"]["resolution"] == "720p"
 

@@ -19,7 +19,15 @@ from pydantic import BaseModel
 
 from i2v.config import get_settings
 from i2v.media import presign_put
-from i2v.models import FieldError, RequestProblem, TaskPage, TaskView, UploadRequest, UploadTicket, VideoRequest
+from i2v.models import (
+    FieldError,
+    RequestProblem,
+    TaskPage,
+    TaskView,
+    UploadRequest,
+    UploadTicket,
+    VideoRequest,
+)
 from i2v.problems import problem
 from i2v.service import gateway
 
@@ -36,16 +44,20 @@ app.enable_swagger(
 )
 
 
-@app.exception_handler(RequestValidationError)
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def _invalid(exc: RequestValidationError) -> Response[Any]:
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
-        errors.append(FieldError(field=".".join(loc) or "body", message=str(err.get("msg", err.get("type", "invalid")))))
-    return problem(422, "Request validation failed", "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+        errors.append(
+            FieldError(field=".".join(loc) or "body", message=str(err.get("msg", err.get("type", "invalid"))))
+        )
+    return problem(
+        422, "Request validation failed", "; ".join(f"{e.field}: {e.message}" for e in errors), errors
+    )
 
 
-@app.exception_handler(RequestProblem)
+@app.exception_handler(RequestProblem)  # type: ignore[untyped-decorator]
 def _problem(exc: RequestProblem) -> Response[Any]:
     return problem(exc.status, exc.title, exc.detail, exc.errors)
 
@@ -57,7 +69,9 @@ def _not_found(_: Exception) -> Response[Any]:
 
 def tenant() -> str:
     """The tenant of the bearer key; keys are stored only as hashes."""
-    header = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
+    header = (
+        app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
+    )
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise RequestProblem(401, "Missing API key", detail="send Authorization: Bearer <api key>")
@@ -145,4 +159,8 @@ def list_providers() -> list[ProviderInfo]:
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[Any]:
-    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="i2v-gateway", version="1"))
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=app.get_openapi_json_schema(title="i2v-gateway", version="1"),
+    )

@@ -19,6 +19,7 @@ from i2v.models import Output, RequestProblem
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts (min 5 MiB); bounds ingest memory to about one part
 MAX_OUTPUT_BYTES = 2 * 1024**3
@@ -39,17 +40,25 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]  # a literal needs no DNS
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeUrl(f"cannot resolve {host}") from exc
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # drop IPv6 zone ids
+
+
 def resolve_public(url: str, allow_private: bool) -> tuple[str, str]:
     """(host, pinned IP) for an http(s) URL whose every address is public, else UnsafeUrl."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeUrl(f"only http(s) URLs with a host can be fetched, not {parts.scheme or 'no scheme'}")
     host = parts.hostname
-    try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UnsafeUrl(f"cannot resolve {host}") from exc
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    addresses = _addresses(host)
     if not allow_private:
         bad = [str(a) for a in addresses if _refused(a)]
         if bad:
@@ -92,7 +101,9 @@ def s3_client() -> S3Client:
 
 def presign_get(bucket: str, key: str, seconds: int) -> tuple[str, str]:
     """(URL, ISO expiry) for a short-lived GET of our own object."""
-    url = s3_client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds)
+    url = s3_client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+    )
     return url, (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
@@ -123,13 +134,16 @@ def stream_to_s3(client: httpx.Client, url: str, bucket: str, key: str) -> Outpu
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4")
     upload_id = upload["UploadId"]
     digest = hashlib.sha256()
-    parts: list[dict[str, Any]] = []
+    parts: list[CompletedPartTypeDef] = []
     size = 0
     head = b""
     try:
         with client.stream("GET", url) as resp:
             if resp.status_code != 200:
-                raise IngestError(f"result URL answered HTTP {resp.status_code}", expired=resp.status_code in (403, 404, 410))
+                raise IngestError(
+                    f"result URL answered HTTP {resp.status_code}",
+                    expired=resp.status_code in (403, 404, 410),
+                )
             buffer = bytearray()
             for chunk in resp.iter_bytes(1024 * 1024):
                 if not head:
@@ -146,14 +160,18 @@ def stream_to_s3(client: httpx.Client, url: str, bucket: str, key: str) -> Outpu
                 parts.append(_upload_part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
         if head[4:8] != b"ftyp":
             raise IngestError("result is not an MP4 (no ftyp box)")
-        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})  # type: ignore[typeddict-item]
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
     return Output(key=key, size=size, sha256=digest.hexdigest(), content_type="video/mp4")
 
 
-def _upload_part(s3: S3Client, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+def _upload_part(
+    s3: S3Client, bucket: str, key: str, upload_id: str, number: int, data: bytes
+) -> CompletedPartTypeDef:
     etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)["ETag"]
     return {"ETag": etag, "PartNumber": number}
 

@@ -114,7 +114,9 @@ class VideoRequest(BaseModel):
     def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
             if len(key) > 64 or len(item) > MAX_METADATA_VALUE:
-                raise ValueError(f"keys must be at most 64 and values at most {MAX_METADATA_VALUE} characters")
+                raise ValueError(
+                    f"keys must be at most 64 and values at most {MAX_METADATA_VALUE} characters"
+                )
         return value
 
     def resolved_mode(self) -> Mode:
@@ -237,8 +239,15 @@ class UploadRequest(BaseModel):
 
     filename: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     content_type: Literal[
-        "image/jpeg", "image/png", "image/bmp", "image/webp", "video/mp4", "video/quicktime", "audio/wav",
-        "audio/x-wav", "audio/mpeg",
+        "image/jpeg",
+        "image/png",
+        "image/bmp",
+        "image/webp",
+        "video/mp4",
+        "video/quicktime",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/mpeg",
     ]
 
 

@@ -12,8 +12,15 @@ from i2v.models import FieldError
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str = "", errors: list[FieldError] | None = None) -> Response[Any]:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail or title}
+def problem(
+    status: int, title: str, detail: str = "", errors: list[FieldError] | None = None
+) -> Response[Any]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
     if errors:
         body["errors"] = [e.model_dump() for e in errors]
     return Response(status_code=status, content_type=PROBLEM, body=json.dumps(body))

@@ -77,7 +77,9 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
-        store = TaskStore(settings.table_name, due_shards=settings.due_shards, ttl_days=settings.task_ttl_days)
+        store = TaskStore(
+            settings.table_name, due_shards=settings.due_shards, ttl_days=settings.task_ttl_days
+        )
         client = ProviderClient(timeout=settings.http_timeout_seconds)
         return cls(settings=settings, store=store, providers=registry.configured(settings), client=client)
 
@@ -97,7 +99,10 @@ class Gateway:
         source: str = "api",
         source_key: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, route, store, then submit. Returns (task, created); a replayed key returns the first task."""
+        """Validate, route, store, then submit.
+
+        Returns (task, created); a replayed idempotency key returns the first task.
+        """
         mode = req.resolved_mode()
         for name in ("image_url", "last_frame_url", "video_url", "audio_url"):
             url = getattr(req, name)
@@ -139,7 +144,9 @@ class Gateway:
         if asked:
             for name in asked:
                 if name not in registry.FACTORIES:
-                    raise RequestProblem.invalid("provider", f"unknown provider {name!r}; see GET /v1/providers")
+                    raise RequestProblem.invalid(
+                        "provider", f"unknown provider {name!r}; see GET /v1/providers"
+                    )
                 if name not in self.providers:
                     raise RequestProblem.invalid("provider", f"{name} is not configured on this gateway")
                 refusal = self.providers[name].capabilities.refusal(req, mode)
@@ -161,13 +168,15 @@ class Gateway:
         return hmac.new(secret, task_id.encode(), hashlib.sha256).hexdigest()
 
     def _provider_view(self, task: Task) -> VideoRequest:
-        """The request as a provider must see it: our s3:// inputs become presigned GETs valid to the deadline."""
+        """The request as a provider sees it: our s3:// inputs become presigned GETs valid to the deadline."""
         seconds = max(self.settings.presign_seconds, task.deadline_at - self.now())
         changes: dict[str, Any] = {}
         for name in ("image_url", "last_frame_url", "video_url", "audio_url"):
             url = getattr(task.request, name)
             if url and url.startswith("s3://"):
-                changes[name] = presign_get(self.settings.bucket_name, parse_s3_url(url, self.settings.bucket_name), seconds)[0]
+                changes[name] = presign_get(
+                    self.settings.bucket_name, parse_s3_url(url, self.settings.bucket_name), seconds
+                )[0]
         return task.request.model_copy(update=changes)
 
     def submit(self, task: Task) -> Task:
@@ -188,17 +197,27 @@ class Gateway:
             attempts.append(Attempt(provider=name, at=iso(self.now()), outcome="sent"))
             self.store.update(task.id, attempts=attempts)
             try:
-                provider_task_id = provider.parse_submit(self.client.send(provider.submit(req, callback), is_submit=True))
+                provider_task_id = provider.parse_submit(
+                    self.client.send(provider.submit(req, callback), is_submit=True)
+                )
             except SubmitOutcomeUnknown as exc:
                 attempts[-1] = attempts[-1].model_copy(update={"outcome": "error", "detail": str(exc)})
-                return self._fail(task.id, attempts, "submit_outcome_unknown", f"{name}: {exc}; not resubmitted")
+                return self._fail(
+                    task.id, attempts, "submit_outcome_unknown", f"{name}: {exc}; not resubmitted"
+                )
             except ProviderError as exc:
                 logger.warning("provider refused submit", provider=name, task_id=task.id, error=str(exc))
-                attempts[-1] = attempts[-1].model_copy(update={"outcome": "rejected", "detail": str(exc)[:500]})
+                attempts[-1] = attempts[-1].model_copy(
+                    update={"outcome": "rejected", "detail": str(exc)[:500]}
+                )
                 retry_later = retry_later or not isinstance(exc, ProviderRejected)
-                last_error = TaskError(code=exc.code or "provider_error", message=f"{name}: {exc}", raw=exc.raw or None)
+                last_error = TaskError(
+                    code=exc.code or "provider_error", message=f"{name}: {exc}", raw=exc.raw or None
+                )
                 continue
-            attempts[-1] = attempts[-1].model_copy(update={"outcome": "accepted", "provider_task_id": provider_task_id})
+            attempts[-1] = attempts[-1].model_copy(
+                update={"outcome": "accepted", "provider_task_id": provider_task_id}
+            )
             moved = self.store.transition(
                 task.id,
                 Status.SUBMITTED,
@@ -211,12 +230,20 @@ class Gateway:
             return moved or self._reload(task.id)
         if retry_later:
             # Every provider was busy or down: keep the task, the sweeper submits it again.
-            return self.store.update(task.id, attempts=attempts, next_poll_at=self.now() + 30) or self._reload(task.id)
+            return self.store.update(
+                task.id, attempts=attempts, next_poll_at=self.now() + 30
+            ) or self._reload(task.id)
         return self._fail(task.id, attempts, last_error.code, last_error.message, last_error.raw)
 
-    def _fail(self, task_id: str, attempts: list[Attempt], code: str, message: str, raw: str | None = None) -> Task:
+    def _fail(
+        self, task_id: str, attempts: list[Attempt], code: str, message: str, raw: str | None = None
+    ) -> Task:
         moved = self.store.transition(
-            task_id, Status.FAILED, expect=IN_FLIGHT, attempts=attempts, error=TaskError(code=code, message=message, raw=raw)
+            task_id,
+            Status.FAILED,
+            expect=IN_FLIGHT,
+            attempts=attempts,
+            error=TaskError(code=code, message=message, raw=raw),
         )
         if moved:
             self.publish(moved)
@@ -250,7 +277,9 @@ class Gateway:
         except UnknownProviderStatus as exc:
             return self._fail(task.id, task.attempts, "unknown_provider_status", str(exc), exc.raw)
         except ProviderRejected as exc:
-            return self._fail(task.id, task.attempts, exc.code or "provider_rejected", f"status query: {exc}", exc.raw)
+            return self._fail(
+                task.id, task.attempts, exc.code or "provider_rejected", f"status query: {exc}", exc.raw
+            )
         except ProviderError as exc:
             wait = exc.retry_after if isinstance(exc, ProviderRateLimited) and exc.retry_after else 30
             logger.warning("status query failed", task_id=task.id, error=str(exc))
@@ -261,14 +290,22 @@ class Gateway:
         now = self.now()
         if status.state is ProviderState.SUCCEEDED:
             if not status.result_url:
-                return self._fail(task.id, task.attempts, "no_result_url", "provider reported success without a URL")
+                return self._fail(
+                    task.id, task.attempts, "no_result_url", "provider reported success without a URL"
+                )
             self.enqueue_ingest(task.id, status.result_url)
             return self.store.update(
                 task.id, result_url=status.result_url, progress=99, next_poll_at=now + INGEST_RECHECK_SECONDS
             ) or self._reload(task.id)
         if status.state is ProviderState.FAILED:
             code = status.error_code or "provider_failed"
-            return self._fail(task.id, task.attempts, code, status.error_message or "the provider failed the task", status.raw_status)
+            return self._fail(
+                task.id,
+                task.attempts,
+                code,
+                status.error_message or "the provider failed the task",
+                status.raw_status,
+            )
         if status.state is ProviderState.CANCELLED:
             moved = self.store.transition(task.id, Status.CANCELLED, expect=IN_FLIGHT)
             if moved:
@@ -280,13 +317,16 @@ class Gateway:
             changes["progress"] = max(0, min(int(status.progress), 99))
         target = Status.PROCESSING if status.state is ProviderState.PROCESSING else Status.SUBMITTED
         if target is not task.status:
-            moved = self.store.transition(task.id, target, expect=[Status.SUBMITTED, Status.PROCESSING], **changes)
+            moved = self.store.transition(
+                task.id, target, expect=[Status.SUBMITTED, Status.PROCESSING], **changes
+            )
             return moved or self._reload(task.id)
         return self.store.update(task.id, **changes) or self._reload(task.id)
 
     def enqueue_ingest(self, task_id: str, result_url: str) -> None:
         sqs().send_message(
-            QueueUrl=self.settings.ingest_queue_url, MessageBody=json.dumps({"task_id": task_id, "result_url": result_url})
+            QueueUrl=self.settings.ingest_queue_url,
+            MessageBody=json.dumps({"task_id": task_id, "result_url": result_url}),
         )
 
     def poll_due(self) -> Counter[str]:
@@ -306,7 +346,12 @@ class Gateway:
             if task.status is Status.ACCEPTED:
                 if task.attempts and task.attempts[-1].outcome == "sent":
                     # We crashed between sending and hearing back: the job may exist. Do not pay twice.
-                    self._fail(task.id, task.attempts, "submit_outcome_unknown", "submit interrupted; not resubmitted")
+                    self._fail(
+                        task.id,
+                        task.attempts,
+                        "submit_outcome_unknown",
+                        "submit interrupted; not resubmitted",
+                    )
                     return "failed"
                 return self.submit(task).status.value
             return self.refresh(task).status.value
@@ -320,7 +365,9 @@ class Gateway:
             task.id,
             Status.TIMED_OUT,
             expect=IN_FLIGHT,
-            error=TaskError(code="timed_out", message=f"not finished within {self.settings.task_deadline_seconds} s"),
+            error=TaskError(
+                code="timed_out", message=f"not finished within {self.settings.task_deadline_seconds} s"
+            ),
         )
         if moved:
             self.publish(moved)
@@ -342,7 +389,9 @@ class Gateway:
     def output_key(self, task: Task) -> str:
         if task.source == "s3" and task.source_key:
             # uploads/<tenant>/a/cat.png -> outputs/<tenant>/a/cat.mp4
-            return str(PurePosixPath("outputs", *PurePosixPath(task.source_key).parts[1:]).with_suffix(".mp4"))
+            return str(
+                PurePosixPath("outputs", *PurePosixPath(task.source_key).parts[1:]).with_suffix(".mp4")
+            )
         return f"outputs/{task.tenant}/{task.id}.mp4"
 
     def ingest(self, task_id: str, result_url: str) -> str:
@@ -354,6 +403,10 @@ class Gateway:
             return "in_progress"
         try:
             output = stream_to_s3(self.fetcher, result_url, self.settings.bucket_name, self.output_key(task))
+        except (httpx.HTTPError, OSError):
+            # Transient: give the claim back so the queue's retry of this message can take it at once.
+            self.store.update(task_id, ingest_lease=0)
+            raise
         except IngestError as exc:
             if exc.expired:
                 # The link died before we copied it: ask the provider again for a fresh one.
@@ -362,7 +415,9 @@ class Gateway:
                 return "expired"
             self._fail(task_id, task.attempts, "ingest_failed", str(exc))
             return "failed"
-        moved = self.store.transition(task_id, Status.SUCCEEDED, expect=IN_FLIGHT, output=output, progress=100)
+        moved = self.store.transition(
+            task_id, Status.SUCCEEDED, expect=IN_FLIGHT, output=output, progress=100
+        )
         if moved:
             self.publish(moved)
             return "succeeded"
@@ -389,7 +444,9 @@ class Gateway:
     def view(self, task: Task) -> TaskView:
         output_url = expires_at = None
         if task.status is Status.SUCCEEDED and task.output:
-            output_url, expires_at = presign_get(self.settings.bucket_name, task.output.key, self.settings.presign_seconds)
+            output_url, expires_at = presign_get(
+                self.settings.bucket_name, task.output.key, self.settings.presign_seconds
+            )
         return TaskView(
             id=task.id,
             status=task.status,
@@ -414,7 +471,12 @@ class Gateway:
         """Tell the event bus a task finished. Delivery problems are logged, never fatal to the transition."""
         if not self.settings.event_bus_name:
             return
-        detail = {"id": task.id, "tenant": task.tenant, "status": task.status.value, "output": task.output and task.output.key}
+        detail = {
+            "id": task.id,
+            "tenant": task.tenant,
+            "status": task.status.value,
+            "output": task.output and task.output.key,
+        }
         try:
             events().put_events(
                 Entries=[
@@ -440,7 +502,9 @@ class Gateway:
         options["image_url"] = f"s3://{bucket}/{key}"
         try:
             req = VideoRequest.model_validate(options)
-            task, _ = self.create_task(tenant, req, idempotency_key=f"s3:{key}:{etag}", source="s3", source_key=key)
+            task, _ = self.create_task(
+                tenant, req, idempotency_key=f"s3:{key}:{etag}", source="s3", source_key=key
+            )
         except (RequestProblem, ValueError) as exc:
             # Nobody is there to read a 422: record the refusal as a failed task the tenant can list.
             return self._record_rejected_upload(tenant, key, exc)

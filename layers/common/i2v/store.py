@@ -84,7 +84,11 @@ class TaskStore:
         return f"DUE#{int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % self.due_shards}"
 
     def _due_attrs(self, task_id: str, next_poll_at: int) -> dict[str, Any]:
-        return {"next_poll_at": next_poll_at, "due_pk": self._shard(task_id), "due_sk": f"{next_poll_at:010d}#{task_id}"}
+        return {
+            "next_poll_at": next_poll_at,
+            "due_pk": self._shard(task_id),
+            "due_sk": f"{next_poll_at:010d}#{task_id}",
+        }
 
     def _item(self, task: Task) -> dict[str, Any]:
         item: dict[str, Any] = task.model_dump(mode="json", exclude_none=True)
@@ -108,7 +112,11 @@ class TaskStore:
 
         Returns (task, created). A reused key with the same hash returns the earlier task.
         """
-        put_task = {"TableName": self.table_name, "Item": self._item(task), "ConditionExpression": "attribute_not_exists(pk)"}
+        put_task = {
+            "TableName": self.table_name,
+            "Item": self._item(task),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
         if idempotency is None:
             self.table.put_item(Item=put_task["Item"], ConditionExpression=put_task["ConditionExpression"])
             return task, True
@@ -116,7 +124,12 @@ class TaskStore:
         idem_pk = f"IDEM#{task.tenant}#{key}"
         put_idem = {
             "TableName": self.table_name,
-            "Item": {"pk": idem_pk, "hash": request_hash, "task_id": task.id, "expires_at": task.created_at + 86400},
+            "Item": {
+                "pk": idem_pk,
+                "hash": request_hash,
+                "task_id": task.id,
+                "expires_at": task.created_at + 86400,
+            },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         try:
@@ -163,10 +176,14 @@ class TaskStore:
             sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
         return self._update(task_id, sets, [], list(IN_FLIGHT))
 
-    def _update(self, task_id: str, sets: dict[str, Any], removes: list[str], expect: list[Status]) -> Task | None:
+    def _update(
+        self, task_id: str, sets: dict[str, Any], removes: list[str], expect: list[Status]
+    ) -> Task | None:
         names = {f"#s{i}": name for i, name in enumerate(sets)}
         values: dict[str, Any] = {f":s{i}": _dynamo(value) for i, value in enumerate(sets.values())}
-        expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one"
+        expression = (
+            "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one"
+        )
         names["#version"] = "version"
         values[":one"] = 1
         if removes:
@@ -174,7 +191,9 @@ class TaskStore:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
         names["#status"] = "status"
         values.update({f":e{i}": status.value for i, status in enumerate(expect)})
-        condition = "attribute_exists(pk) AND #status IN (" + ", ".join(f":e{i}" for i in range(len(expect))) + ")"
+        condition = (
+            "attribute_exists(pk) AND #status IN (" + ", ".join(f":e{i}" for i in range(len(expect))) + ")"
+        )
         try:
             result = self.table.update_item(
                 Key={"pk": self._task_pk(task_id)},
@@ -247,7 +266,12 @@ class TaskStore:
     # -- api keys ---------------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str) -> None:
         self.table.put_item(
-            Item={"pk": f"KEY#{hash_key(api_key)}", "tenant": tenant, "created_at": int(self.clock()), "disabled": False}
+            Item={
+                "pk": f"KEY#{hash_key(api_key)}",
+                "tenant": tenant,
+                "created_at": int(self.clock()),
+                "disabled": False,
+            }
         )
 
     def tenant_for_key(self, api_key: str) -> str | None:
@@ -269,7 +293,9 @@ def _dynamo(value: Any) -> Any:
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(_plain(key), separators=(",", ":")).encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(json.dumps(_plain(key), separators=(",", ":")).encode()).decode().rstrip("=")
+    )
 
 
 def _decode_cursor(cursor: str, tenant_pk: str) -> dict[str, Any]:
@@ -278,7 +304,11 @@ def _decode_cursor(cursor: str, tenant_pk: str) -> dict[str, Any]:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
     # A cursor must point into the caller's own partition, or it is not one we issued.
-    if not isinstance(key, dict) or key.get("tenant_pk") != tenant_pk or set(key) != {"pk", "tenant_pk", "tenant_sk"}:
+    if (
+        not isinstance(key, dict)
+        or key.get("tenant_pk") != tenant_pk
+        or set(key) != {"pk", "tenant_pk", "tenant_sk"}
+    ):
         raise RequestProblem.invalid("cursor", "not a cursor from this listing")
     if not all(isinstance(v, str) for v in key.values()):
         raise RequestProblem.invalid("cursor", "not a cursor from this listing")

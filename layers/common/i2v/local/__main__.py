@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -18,8 +19,12 @@ def up(port: int) -> int:
     with console.status("starting the local stack…"):
         # Fixed ports, so events/env.json can point `sam local invoke` containers at them.
         stack = LocalStack(port=port, aws_port=5000, simulator_ports={"local": 8700}).start()
-    console.print(f"API          [bold]{stack.url}[/]   (docs: {stack.url}/docs, spec: {stack.url}/openapi.json)")
-    console.print(f"AWS endpoint {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint} for the aws CLI / boto3)")
+    console.print(
+        f"API          [bold]{stack.url}[/]   (docs: {stack.url}/docs, spec: {stack.url}/openapi.json)"
+    )
+    console.print(
+        f"AWS endpoint {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint} for the aws CLI / boto3)"
+    )
     console.print(f"bucket       {stack.bucket}   (drop images under uploads/{stack.tenant}/)")
     console.print(f"API key      {stack.api_key}   (tenant {stack.tenant})")
     for name, sim in stack.simulators.items():
@@ -27,10 +32,8 @@ def up(port: int) -> int:
     console.print("serving until Ctrl-C")
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
-    except KeyboardInterrupt:
-        pass
     stack.stop()
     return 0
 

@@ -6,6 +6,7 @@ each function's environment is the template's, resolved against them, so local c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -61,7 +62,7 @@ class LocalResources:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
             if key == "Fn::GetAtt":
@@ -127,18 +128,23 @@ class LocalResources:
         return resolved
 
 
-def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any] | None = None) -> LocalResources:
+def provision(
+    endpoint: str, public_base_url: str = "", template: dict[str, Any] | None = None
+) -> LocalResources:
     """Create every stateful resource of the template in the AWS at `endpoint` (moto)."""
     res = LocalResources(template or load_template())
     kwargs: dict[str, Any] = {"endpoint_url": endpoint, "region_name": REGION}
-    sqs = boto3.client("sqs", **kwargs)
+    # Typed as Any: these calls take CloudFormation-shaped data, which the stubs' TypedDicts cannot describe.
+    sqs: Any = boto3.client("sqs", **kwargs)
     # Dead-letter queues first: the others name them in their redrive policy.
     queues = sorted(res.of_type("AWS::SQS::Queue"), key=lambda item: "RedrivePolicy" in item[1])
     for logical, props in queues:
-        attributes = {k: str(res.resolve(props[k])) for k in ("VisibilityTimeout", "MessageRetentionPeriod") if k in props}
+        attributes: dict[str, str] = {
+            k: str(res.resolve(props[k]))
+            for k in ("VisibilityTimeout", "MessageRetentionPeriod")
+            if k in props
+        }
         if "RedrivePolicy" in props:
-            import json
-
             attributes["RedrivePolicy"] = json.dumps(res.resolve(props["RedrivePolicy"]))
         url = sqs.create_queue(QueueName=f"{STACK}-{logical}", Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -163,7 +169,7 @@ def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any]
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         res.refs[logical] = name
 
-    s3 = boto3.client("s3", **kwargs)
+    s3: Any = boto3.client("s3", **kwargs)
     for logical, props in res.of_type("AWS::S3::Bucket"):
         name = res.resolve(props["BucketName"])
         s3.create_bucket(Bucket=name)
@@ -176,7 +182,9 @@ def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any]
             ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in props:
-            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
         notifications = res.resolve(props.get("NotificationConfiguration", {}))
         queue_configs = [
             {
@@ -199,13 +207,17 @@ def provision(endpoint: str, public_base_url: str = "", template: dict[str, Any]
 
     secretsmanager = boto3.client("secretsmanager", **kwargs)
     for logical, _props in res.of_type("AWS::SecretsManager::Secret"):
-        created = secretsmanager.create_secret(Name=f"{STACK}-{logical}", SecretString=secrets.token_urlsafe(36))
+        created = secretsmanager.create_secret(
+            Name=f"{STACK}-{logical}", SecretString=secrets.token_urlsafe(36)
+        )
         res.refs[logical] = created["ARN"]
 
     ssm = boto3.client("ssm", **kwargs)
     for logical, props in res.of_type("AWS::SSM::Parameter"):
         name = res.resolve(props["Name"])
-        ssm.put_parameter(Name=name, Type="String", Value=public_base_url or "http://127.0.0.1:3000", Overwrite=True)
+        ssm.put_parameter(
+            Name=name, Type="String", Value=public_base_url or "http://127.0.0.1:3000", Overwrite=True
+        )
         res.refs[logical] = name
     return res
 
@@ -235,7 +247,7 @@ def point_boto3_at(endpoint: str) -> None:
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",  # noqa: S105 - moto accepts any credentials
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
     )

@@ -39,7 +39,9 @@ def probe(path: Path) -> Check:
         video = container.streams.video[0]
         frames = sum(1 for _ in container.decode(video))
         rate = float(video.average_rate or 24)
-        return Check(video.codec_context.name, frames / rate, video.width, video.height, bool(container.streams.audio))
+        return Check(
+            video.codec_context.name, frames / rate, video.width, video.height, bool(container.streams.audio)
+        )
 
 
 def wait(client: httpx.Client, bars: Progress, jobs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -68,20 +70,32 @@ def find_upload_task(client: httpx.Client, key: str) -> str:
     raise RuntimeError(f"no task appeared for s3 upload {key}")
 
 
-def main(provider: str | None = None, resolution: str = "720p", duration: int = 5, out: Path = Path("out")) -> int:
+def main(
+    provider: str | None = None, resolution: str = "720p", duration: int = 5, out: Path = Path("out")
+) -> int:
     out.mkdir(exist_ok=True)
     with console.status("starting the local stack (moto, simulators, functions)…"):
         stack = LocalStack().start()
     try:
-        console.print(f"local stack up: API [bold]{stack.url}[/]  AWS {stack.endpoint}  bucket {stack.bucket}")
-        client = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
+        console.print(
+            f"local stack up: API [bold]{stack.url}[/]  AWS {stack.endpoint}  bucket {stack.bucket}"
+        )
+        client = httpx.Client(
+            base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+        )
         options: dict[str, Any] = {"resolution": resolution, "duration": duration}
         if provider:
             options["provider"] = provider
 
         # 1. Over HTTP: upload the image with a presigned PUT, then POST /v1/videos.
-        ticket = client.post("/v1/uploads", json={"filename": SAMPLE.name, "content_type": "image/png"}).raise_for_status().json()
-        httpx.put(ticket["put_url"], content=SAMPLE.read_bytes(), headers={"Content-Type": "image/png"}).raise_for_status()
+        ticket = (
+            client.post("/v1/uploads", json={"filename": SAMPLE.name, "content_type": "image/png"})
+            .raise_for_status()
+            .json()
+        )
+        httpx.put(
+            ticket["put_url"], content=SAMPLE.read_bytes(), headers={"Content-Type": "image/png"}
+        ).raise_for_status()
         created = client.post(
             "/v1/videos",
             json={"image_url": ticket["url"], "prompt": "the sun sinks slowly behind the hills", **options},
@@ -93,13 +107,22 @@ def main(provider: str | None = None, resolution: str = "720p", duration: int = 
 
         # 2. By S3: drop the image under uploads/<tenant>/ with the prompt in its metadata.
         key = f"uploads/{stack.tenant}/sample.png"
-        metadata = {"prompt": "a warm evening breeze over the valley", **{k: str(v) for k, v in options.items()}}
-        boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=SAMPLE.read_bytes(), Metadata=metadata)
+        metadata = {
+            "prompt": "a warm evening breeze over the valley",
+            **{k: str(v) for k, v in options.items()},
+        }
+        boto3.client("s3").put_object(
+            Bucket=stack.bucket, Key=key, Body=SAMPLE.read_bytes(), Metadata=metadata
+        )
         s3_id = find_upload_task(client, key)
 
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
         ) as bars:
             jobs = {
                 http_id: bars.add_task(f"HTTP  {http_id}", total=100, status="submitted"),
@@ -110,7 +133,9 @@ def main(provider: str | None = None, resolution: str = "720p", duration: int = 
         ok = True
         for label, task_id in (("HTTP", http_id), ("S3", s3_id)):
             view = views.get(task_id) or client.get(f"/v1/videos/{task_id}").json()
-            console.print(f"[bold]{label}[/] task {task_id}: [bold]{view['status']}[/] via {view['provider']}")
+            console.print(
+                f"[bold]{label}[/] task {task_id}: [bold]{view['status']}[/] via {view['provider']}"
+            )
             console.print(f"  prompt   {view['request']['prompt']!r}")
             if view.get("source_key"):
                 console.print(f"  input    s3://{stack.bucket}/{view['source_key']}")
@@ -121,12 +146,19 @@ def main(provider: str | None = None, resolution: str = "720p", duration: int = 
             path = out / f"{label.lower()}-{task_id}.mp4"
             path.write_bytes(httpx.get(view["output_url"]).raise_for_status().content)
             got = probe(path)
-            good = got.codec == "h264" and abs(got.duration - duration) <= 0.2 and min(got.width, got.height) == int(resolution[:-1])
+            good = (
+                got.codec == "h264"
+                and abs(got.duration - duration) <= 0.2
+                and min(got.width, got.height) == int(resolution[:-1])
+            )
             ok = ok and good
-            console.print(f"  output   s3://{stack.bucket}/{view['output']['key']} ({view['output']['size']} bytes)")
+            console.print(
+                f"  output   s3://{stack.bucket}/{view['output']['key']} ({view['output']['size']} bytes)"
+            )
             verdict = "[green]ok[/]" if good else "[red]WRONG[/]"
             audio = ", audio" if got.audio else ""
-            console.print(f"  file     {path}: {got.codec} {got.width}x{got.height} {got.duration:.2f} s{audio} {verdict}")
+            shape = f"{got.codec} {got.width}x{got.height} {got.duration:.2f} s{audio}"
+            console.print(f"  file     {path}: {shape} {verdict}")
         console.print("[green]demo ok[/]" if ok else "[red]demo failed[/]")
         return 0 if ok else 1
     finally:

@@ -11,10 +11,15 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import Simulator, SimTask
+from i2v.local.simulator import SimTask, Simulator
 
-STATE_NAMES = {"queued": "queued", "processing": "rendering", "succeeded": "succeeded", "failed": "failed",
-               "cancelled": "cancelled"}
+STATE_NAMES = {
+    "queued": "queued",
+    "processing": "rendering",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
 
 class LocalSimulator(Simulator):
@@ -48,10 +53,14 @@ class LocalSimulator(Simulator):
             return fault
         data = self.body(request)
         if data is None:
-            return self.json({"error": {"code": "invalid_json", "message": "body must be a JSON object"}}, 400)
+            return self.json(
+                {"error": {"code": "invalid_json", "message": "body must be a JSON object"}}, 400
+            )
         image, clip = data.get("image_url"), data.get("video_url")
         if bool(image) == bool(clip):
-            return self.json({"error": {"code": "invalid_media", "message": "give image_url or video_url"}}, 400)
+            return self.json(
+                {"error": {"code": "invalid_media", "message": "give image_url or video_url"}}, 400
+            )
         duration = data.get("duration", 5)
         if not isinstance(duration, int) or not 2 <= duration <= 15:
             return self.json({"error": {"code": "invalid_duration", "message": "duration must be 2-15"}}, 400)

@@ -6,14 +6,13 @@ webhooks POST {"event_type": "ASYNC_TASK_RESULT", "payload": <task-result>} to e
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import Simulator, SimTask
+from i2v.local.simulator import SimTask, Simulator
 from i2v.models import MAX_NEGATIVE_PROMPT, MAX_PROMPT, MAX_SEED
 
 STATUS_NAMES = {
@@ -24,7 +23,13 @@ STATUS_NAMES = {
     "cancelled": "TASK_STATUS_CANCELED",
 }
 RESOLUTIONS = ("720P", "1080P")
-MEDIA_FIELDS = ("image_url", "last_frame_url", "first_clip_url", "driving_audio_url")
+# Renderer input role -> Novita's field for it.
+MEDIA_FIELDS = {
+    "first_frame": "image_url",
+    "last_frame": "last_frame_url",
+    "clip": "first_clip_url",
+    "audio": "driving_audio_url",
+}
 # Not documented; a guess in the style of Novita's other task types.
 TASK_TYPE = "WAN_2_7_I2V"
 
@@ -36,12 +41,20 @@ class NovitaSimulator(Simulator):
     callback_retries = (1.0, 2.0, 4.0, 8.0, 16.0)
     callback_timeout = 5.0
 
-    def __init__(self, *, name: str = "novita", webhooks: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        api_key: str = "sim-key",
+        render_scale: float = 1.0,
+        workers: int = 1,
+        *,
+        name: str = "novita",
+        webhooks: bool = True,
+    ) -> None:
         self.name = name  # before super().__init__, which names its work folder after it
         self.webhooks = webhooks
-        # Keys that authenticate but may not use this model: the errors guide's 403 ("insufficient permissions").
+        # Keys that authenticate but may not use this model (the errors guide's 403).
         self.restricted_keys: set[str] = set()
-        super().__init__(**kwargs)
+        super().__init__(api_key=api_key, render_scale=render_scale, workers=workers)
 
     def rules(self) -> list[Rule]:
         return [
@@ -54,8 +67,11 @@ class NovitaSimulator(Simulator):
     # {"code", "reason", "message", "metadata"} shape and reason words that public client code records for
     # Novita and JieKou (INVALID_REQUEST_BODY, FAILED_TO_AUTH, ACCESS_DENY, RATE_LIMIT_EXCEEDED,
     # SERVICE_NOT_AVAILABLE). TASK_NOT_FOUND with 404 for an unknown task id is our own guess.
-    def error(self, status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> Response:
-        return self.json({"code": status, "reason": reason, "message": message, "metadata": {}}, status, headers)
+    def error(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        body = {"code": status, "reason": reason, "message": message, "metadata": {}}
+        return self.json(body, status, headers)
 
     def invalid(self, message: str) -> Response:
         return self.error(400, "INVALID_REQUEST_BODY", message)
@@ -83,7 +99,7 @@ class NovitaSimulator(Simulator):
         return request.headers.get("Authorization", "").removeprefix("Bearer ")
 
     # -- bodies -----------------------------------------------------------------------------------
-    def task_result(self, task: SimTask) -> dict[str, Any]:
+    def result_json(self, task: SimTask) -> dict[str, Any]:
         """The Task Result API's body (the documented skeleton, with our values)."""
         running = task.state in ("queued", "processing")
         url = self.result_url(task)
@@ -115,7 +131,7 @@ class NovitaSimulator(Simulator):
         }
 
     def callback_body(self, task: SimTask) -> dict[str, Any]:
-        return {"event_type": "ASYNC_TASK_RESULT", "payload": self.task_result(task)}
+        return {"event_type": "ASYNC_TASK_RESULT", "payload": self.result_json(task)}
 
     # -- handlers ---------------------------------------------------------------------------------
     def submit(self, request: Request) -> Response:
@@ -135,12 +151,7 @@ class NovitaSimulator(Simulator):
             webhook = (data.get("extra") or {}).get("webhook") or {}
             callback_url = webhook.get("url") or None
         task = self.create(
-            inputs={
-                "first_frame": data.get("image_url"),
-                "last_frame": data.get("last_frame_url"),
-                "clip": data.get("first_clip_url"),
-                "audio": data.get("driving_audio_url"),
-            },
+            inputs={role: str(data[field]) for role, field in MEDIA_FIELDS.items() if data.get(field)},
             duration=data.get("duration", 5),
             resolution=data.get("resolution", "1080P"),
             callback_url=callback_url,
@@ -150,8 +161,8 @@ class NovitaSimulator(Simulator):
         return self.json({"task_id": task.id})
 
     def validate(self, data: dict[str, Any]) -> str | None:
-        """What the docs say the API checks, in their words where they have any."""
-        for field in MEDIA_FIELDS:
+        """The checks the docs describe; the first problem found, or None."""
+        for field in MEDIA_FIELDS.values():
             if field in data and (not isinstance(data[field], str) or not data[field]):
                 return f"{field} must be a non-empty string"
         image, clip = data.get("image_url"), data.get("first_clip_url")
@@ -183,5 +194,21 @@ class NovitaSimulator(Simulator):
             return "extra.webhook.url must be a string"
         return None
 
-    def task_result_handler(self, request: Request) -> Response:
-        raise NotImplementedError  # replaced below; kept out of the route table
+    def task_result(self, request: Request) -> Response:
+        fault = self.poll_fault()
+        if fault is not None:
+            return fault
+        task_id = request.args.get("task_id", "")
+        if not task_id:
+            return self.invalid("task_id is required")
+        task = self.tasks.get(task_id)
+        if task is None:
+            return self.error(404, "TASK_NOT_FOUND", f"task {task_id} not found")
+        return self.json(self.result_json(task))
+
+
+def highway_simulator(
+    api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1
+) -> NovitaSimulator:
+    """HighwayAPI: the same API at another host; its docs mention no webhooks, so none are sent."""
+    return NovitaSimulator(api_key, render_scale, workers, name="highway", webhooks=False)

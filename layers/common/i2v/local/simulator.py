@@ -102,7 +102,9 @@ class Simulator:
 
     def start(self, port: int = 0) -> Simulator:
         self._server = make_server("127.0.0.1", port, self._wsgi, threaded=True)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         for worker in self._workers:
             worker.start()
         return self
@@ -188,7 +190,7 @@ class Simulator:
     # -- tasks ------------------------------------------------------------------------------------
     def create(
         self,
-        inputs: dict[str, str],
+        inputs: dict[str, str | None],
         duration: int,
         resolution: str,
         callback_url: str | None,
@@ -197,7 +199,7 @@ class Simulator:
     ) -> SimTask:
         task = SimTask(
             id=self.new_id(),
-            inputs={k: v for k, v in inputs.items() if v},
+            inputs={role: url for role, url in inputs.items() if url},
             duration=duration,
             short_side=1080 if resolution.lower() == "1080p" else 720,
             seed=seed or 0,
@@ -241,7 +243,9 @@ class Simulator:
         with self.lock:
             self.downloads[task_id] = self.downloads.get(task_id, 0) + 1
         if self.faults.expire_results or int(expires) < time.time():
-            return Response("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", status=403)
+            return Response(
+                "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", status=403
+            )
         return Response(task.video.read_bytes(), mimetype="video/mp4")
 
     # -- the render worker ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,14 +60,17 @@ def load_handler(code_uri: str, handler: str) -> Handler:
     module_name, func_name = handler.rsplit(".", 1)
     path = ROOT / code_uri / f"{module_name}.py"
     spec = importlib.util.spec_from_file_location(f"i2v_fn_{Path(code_uri).name}", path)
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     fn: Handler = getattr(module, func_name)
     return fn
 
 
-def api_event(request: Request, resource: str, path_params: dict[str, str], stage: str = "live") -> dict[str, Any]:
+def api_event(
+    request: Request, resource: str, path_params: Mapping[str, str], stage: str = "live"
+) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, shaped like `sam local generate-event apigateway aws-proxy`."""
     headers = dict(request.headers.items())
     query = {k: v for k, v in request.args.items()}
@@ -79,7 +82,7 @@ def api_event(request: Request, resource: str, path_params: dict[str, str], stag
         "multiValueHeaders": {k: request.headers.getlist(k) for k in headers},
         "queryStringParameters": query or None,
         "multiValueQueryStringParameters": {k: request.args.getlist(k) for k in query} or None,
-        "pathParameters": path_params or None,
+        "pathParameters": dict(path_params) or None,
         "stageVariables": None,
         "requestContext": {
             "resourcePath": resource,
@@ -89,7 +92,10 @@ def api_event(request: Request, resource: str, path_params: dict[str, str], stag
             "requestId": str(uuid.uuid4()),
             "accountId": "123456789012",
             "domainName": request.host,
-            "identity": {"sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
+            "identity": {
+                "sourceIp": request.remote_addr or "127.0.0.1",
+                "userAgent": request.user_agent.string,
+            },
             "requestTimeEpoch": int(time.time() * 1000),
         },
         "body": request.get_data(as_text=True) or None,
@@ -97,7 +103,7 @@ def api_event(request: Request, resource: str, path_params: dict[str, str], stag
     }
 
 
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+def sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> dict[str, Any]:
     return {
         "Records": [
             {
@@ -164,8 +170,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         # Handlers with no metrics to flush warn on every invocation; locally that is only noise.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        saved = dict(os.environ)
-        self._exit.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        self._exit.callback(_restore_environment, dict(os.environ))
         if self.aws_endpoint:
             self.endpoint = self.aws_endpoint
             reset(self.endpoint)
@@ -173,15 +178,23 @@ class LocalStack:
             self.endpoint = self._exit.enter_context(moto_server(self.aws_port))
         point_boto3_at(self.endpoint)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
-        for sim in (LocalSimulator(render_scale=self.render_scale),):
+        simulators: list[Simulator] = [LocalSimulator(render_scale=self.render_scale)]
+        for sim in simulators:
             self.simulators[sim.name] = sim.start(self.simulator_ports.get(sim.name, 0))
             self._exit.callback(sim.stop)
         self.resources = provision(self.endpoint, self.url)
         env = self.resources.function_environment(self.url)
         for name, sim in self.simulators.items():
-            env.setdefault(f"I2V_{name.upper()}_BASE_URL", os.environ.get(f"I2V_{name.upper()}_BASE_URL", sim.base_url))
-            env.setdefault(f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key))
-        env.update(I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval), POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"))
+            env.setdefault(
+                f"I2V_{name.upper()}_BASE_URL", os.environ.get(f"I2V_{name.upper()}_BASE_URL", sim.base_url)
+            )
+            env.setdefault(
+                f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key)
+            )
+        env.update(
+            I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval),
+            POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        )
         os.environ.update(env)
         reset_caches()
         self._wire()
@@ -189,7 +202,9 @@ class LocalStack:
 
         gateway().store.put_api_key(self.api_key, self.tenant)
         server = self._server
-        self._threads.append(threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True))
+        self._threads.append(
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        )
         for thread in self._threads:
             thread.start()
         return self
@@ -220,12 +235,16 @@ class LocalStack:
                 kind, conf = event["Type"], event.get("Properties", {})
                 if kind == "Api":
                     path = re.sub(r"\{(\w+)\}", r"<\1>", conf["Path"])
-                    rules.append(Rule(path, methods=[conf["Method"].upper()], endpoint=(logical, conf["Path"])))
+                    rules.append(
+                        Rule(path, methods=[conf["Method"].upper()], endpoint=(logical, conf["Path"]))
+                    )
                 elif kind == "SQS":
                     arn = self.resources.resolve(conf["Queue"])
                     queue_logical = conf["Queue"]["Fn::GetAtt"][0]
                     url = self.resources.refs[queue_logical]
-                    self._threads.append(threading.Thread(target=self._pump, args=(logical, url, arn, conf), daemon=True))
+                    self._threads.append(
+                        threading.Thread(target=self._pump, args=(logical, url, arn, conf), daemon=True)
+                    )
                 elif kind == "Schedule":
                     self._threads.append(threading.Thread(target=self._tick, args=(logical,), daemon=True))
         self._routes = Map(rules)
@@ -238,7 +257,9 @@ class LocalStack:
         try:
             (logical, resource), params = self._routes.bind_to_environ(environ).match()
         except Exception:
-            body = json.dumps({"title": "Not found", "status": 404, "detail": f"no route {request.method} {request.path}"})
+            body = json.dumps(
+                {"title": "Not found", "status": 404, "detail": f"no route {request.method} {request.path}"}
+            )
             return Response(body, status=404, mimetype="application/problem+json")(environ, start_response)
         result = self.invoke(logical, api_event(request, resource, params))
         headers = dict(result.get("headers") or {})
@@ -254,7 +275,9 @@ class LocalStack:
                 time.sleep(0.2)
                 continue
             try:
-                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=int(conf.get("BatchSize", 10)), WaitTimeSeconds=1)
+                got = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=int(conf.get("BatchSize", 10)), WaitTimeSeconds=1
+                )
                 messages = got.get("Messages", [])
                 if not messages:
                     continue
@@ -263,7 +286,9 @@ class LocalStack:
                 for m in messages:
                     if m["MessageId"] in failed:
                         # Deployed, the message reappears after the visibility timeout; locally, soon.
-                        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=2)
+                        sqs.change_message_visibility(
+                            QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=2
+                        )
                     else:
                         sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
             except Exception:
@@ -279,6 +304,11 @@ class LocalStack:
                 self.invoke(logical, schedule_event())
             except Exception:
                 log.exception("scheduled %s failed", logical)
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def schedule_event() -> dict[str, Any]:
@@ -302,7 +332,7 @@ def reset_caches() -> None:
     from i2v import media, service
     from i2v.config import get_settings
 
-    parameters.clear_caches()  # also drops its clients, which point at the previous endpoint
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # also drops its clients, which point at the previous endpoint
     get_settings.cache_clear()
     service.gateway.cache_clear()
     service.sqs.cache_clear()

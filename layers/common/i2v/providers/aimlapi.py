@@ -35,27 +35,31 @@ STATES = {
 }
 
 
+CAPABILITIES = Capabilities(
+    modes=frozenset({Mode.FIRST_FRAME}),  # no last-frame or clip field is exposed
+    durations=frozenset({5, 10, 15}),  # an integer enum, not a range
+    audio=True,  # audio_url: driving audio
+    callback=False,  # no webhook for video generations
+    cancel=False,  # no cancel endpoint
+)
+
+
 @dataclass
 class AimlapiProvider(HttpProvider):
     name: str = "aimlapi"
-    capabilities: Capabilities = Capabilities(
-        modes=frozenset({Mode.FIRST_FRAME}),  # no last-frame or clip field is exposed
-        durations=frozenset({5, 10, 15}),  # an integer enum, not a range
-        audio=True,
-        callback=False,
-        cancel=False,
-    )
+    capabilities: Capabilities = CAPABILITIES
 
     def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
-        # The body validator would not refuse unknown fields, it would drop them, and the job would run as
-        # plain first-frame: a silent wrong video. Routing already filters by capabilities; this is the backstop.
+        # The body validator drops unknown fields rather than refusing them, so a last frame or clip would
+        # vanish and the job run as plain first-frame: a silent wrong video. Routing filters by capabilities
+        # first; this is the backstop.
         if req.last_frame_url or req.video_url:
             raise ProviderRejected(
                 "aimlapi serves first-frame (+audio) requests only", code="unsupported_mode", raw=""
             )
         body: dict[str, Any] = {
             "model": MODEL,
-            # Required by the schema, which has no minLength: an empty prompt is sent as "" rather than left out.
+            # Required by the schema, which sets no minLength: an empty prompt goes as "", never left out.
             "prompt": req.prompt,
             "image_url": req.image_url,
             "resolution": req.resolution,  # their default is 1080p; ours may differ per request
@@ -72,7 +76,7 @@ class AimlapiProvider(HttpProvider):
             body["negative_prompt"] = req.negative_prompt
         if req.seed is not None:
             body["seed"] = req.seed
-        # No callback field exists for video generations; callback_url is ignored (capabilities.callback=False).
+        # Video generations have no callback field: callback_url is ignored (capabilities.callback is False).
         return self.request("POST", PATH, body)
 
     def parse_submit(self, resp: httpx.Response) -> str:
@@ -91,8 +95,8 @@ class AimlapiProvider(HttpProvider):
         state = STATES.get(raw)
         if state is None:
             raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
-        video = data.get("video") if isinstance(data.get("video"), dict) else {}
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        video = _object(data.get("video"))
+        error = _object(data.get("error"))
         return ProviderStatus(
             state=state,
             raw_status=raw,
@@ -108,8 +112,8 @@ class AimlapiProvider(HttpProvider):
 
 
 def _json(resp: httpx.Response) -> dict[str, Any]:
-    """Like json_body, but 4xx bodies are {message, path, requestId, statusCode, timestamp}: the only code-like
-    field is statusCode, so that becomes the error code."""
+    """Like json_body, but 4xx bodies are {message, path, requestId, statusCode, timestamp}: the only
+    code-like field is statusCode, so that becomes the error code."""
     if 400 <= resp.status_code < 500 and resp.status_code != 429:
         try:
             data = resp.json()
@@ -123,6 +127,10 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
                 raw=resp.text,
             )
     return json_body(resp)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}  # video and error are null until they apply
 
 
 def _text(value: Any) -> str | None:

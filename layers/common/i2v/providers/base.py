@@ -79,7 +79,9 @@ ALL_DURATIONS = frozenset(range(2, 16))
 class ProviderError(Exception):
     """A provider said no, or could not be understood. `raw` keeps what it sent."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None, raw: str = ""):
+    def __init__(
+        self, message: str, *, status_code: int | None = None, code: str | None = None, raw: str = ""
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.code = code
@@ -127,8 +129,14 @@ class HttpProvider:
     api_key: str
     extra_headers: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> httpx.Request:
-        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", **self.extra_headers}
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> httpx.Request:
+        headers = {
+            "Authorization": f"Bearer {self.api_key}",
+            "Accept": "application/json",
+            **self.extra_headers,
+        }
         url = self.base_url.rstrip("/") + path
         if body is None:
             return httpx.Request(method, url, headers=headers, params=params)

@@ -31,12 +31,13 @@ STATES = {
 }
 
 
+CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=True)
+
+
 @dataclass
 class LocalProvider(HttpProvider):
     name: str = "local"
-    capabilities: Capabilities = Capabilities(
-        modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=True
-    )
+    capabilities: Capabilities = CAPABILITIES
 
     def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
         body = {

@@ -6,7 +6,7 @@ HighwayAPI (JieKou) documents the same schema at another host, so it is this ada
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -31,7 +31,7 @@ SUBMIT_PATH = "/v3/async/wan2.7-i2v"
 RESULT_PATH = "/v3/async/task-result"
 
 # SUCCEED/FAILED are in Novita's docs; QUEUED/PROCESSING and CANCELED come from public client code
-# (providers.md §2). There is no cancel endpoint, but a task cancelled on Novita's side must not read as running.
+# (providers.md §2). There is no cancel endpoint, but a task cancelled on Novita's side must not look running.
 STATES = {
     "TASK_STATUS_QUEUED": ProviderState.QUEUED,
     "TASK_STATUS_PROCESSING": ProviderState.PROCESSING,
@@ -41,9 +41,12 @@ STATES = {
 }
 
 # All three modes (image_url / +last_frame_url / first_clip_url), 2-15 s, 720P|1080P, driving audio.
-NOVITA_CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False)
+# Webhooks: Novita's generic `extra.webhook` for V3 async APIs (the wan2.7-i2v page itself lists no `extra`).
+NOVITA_CAPABILITIES = Capabilities(
+    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False
+)
 # HighwayAPI's docs mention no webhook, so we poll it rather than send a field it may reject.
-HIGHWAY_CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False)
+HIGHWAY_CAPABILITIES = replace(NOVITA_CAPABILITIES, callback=False)
 
 
 @dataclass
@@ -90,7 +93,9 @@ class NovitaProvider(HttpProvider):
 
 def highway(base_url: str, api_key: str) -> NovitaProvider:
     """HighwayAPI: Novita's wan2.7-i2v schema and task-result polling at its own host, without webhooks."""
-    return NovitaProvider(base_url=base_url, api_key=api_key, name="highway", capabilities=HIGHWAY_CAPABILITIES)
+    return NovitaProvider(
+        base_url=base_url, api_key=api_key, name="highway", capabilities=HIGHWAY_CAPABILITIES
+    )
 
 
 def parse_task_result(data: dict[str, Any], raw: str) -> ProviderStatus:

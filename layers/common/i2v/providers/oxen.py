@@ -37,15 +37,15 @@ STATES = {
 
 RESOLUTIONS = {"720p": "720P", "1080p": "1080P"}
 
+# All three modes, 2-15 s, 720P/1080P and driving audio per the model page; cancel via DELETE. Completion
+# is pushed only over an SSE stream, never to a callback URL, so the gateway polls.
+CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=True)
+
 
 @dataclass
 class OxenProvider(HttpProvider):
     name: str = "oxen"
-    # All three modes, 2-15 s, 720P/1080P and driving audio per the model page; cancel via DELETE;
-    # completion is pushed only over an SSE stream, never to a callback URL, so we poll.
-    capabilities: Capabilities = Capabilities(
-        modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=True
-    )
+    capabilities: Capabilities = CAPABILITIES
 
     def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
         # callback_url is dropped: Oxen has no webhook field, and the sweeper polls instead.

@@ -1,0 +1,142 @@
+"""Alibaba Cloud Model Studio (DashScope), native async API for `wan2.7-i2v`: submit, then poll /api/v1/tasks.
+DEFAULT_BASE_URL is Singapore; I2V_DASHSCOPE_BASE_URL picks another region (model, host and key must match).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.models import VideoRequest
+from i2v.providers.base import (
+    ALL_DURATIONS,
+    ALL_MODES,
+    Capabilities,
+    HttpProvider,
+    ProviderError,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+    json_body,
+)
+
+# Singapore. Beijing is https://dashscope.aliyuncs.com; workspace domains are
+# https://{WorkspaceId}.cn-beijing.maas.aliyuncs.com and https://{WorkspaceId}.ap-southeast-1.maas.aliyuncs.com.
+DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com"
+MODEL = "wan2.7-i2v"
+SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+
+# UNKNOWN is not "still working": DashScope says it for a task that does not exist or was created more than
+# 24 h ago (task ids live 24 h), so polling on cannot help. It is a failure with its own code, kept apart
+# from the unknown_status error that a word missing from this table raises.
+UNKNOWN = "UNKNOWN"
+TASK_GONE = "task_not_found_or_expired"
+
+STATES = {
+    "PENDING": ProviderState.QUEUED,
+    "RUNNING": ProviderState.PROCESSING,
+    "SUCCEEDED": ProviderState.SUCCEEDED,
+    "FAILED": ProviderState.FAILED,
+    "CANCELED": ProviderState.CANCELLED,
+    UNKNOWN: ProviderState.FAILED,
+}
+
+
+# All three modes, 2-15 s, 720P/1080P, driving audio; no per-task callback and no cancel endpoint on the
+# wan2.7 HTTP reference (providers.md section 6).
+CAPABILITIES = Capabilities(
+    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False
+)
+
+
+@dataclass
+class DashscopeProvider(HttpProvider):
+    name: str = "dashscope"
+    capabilities: Capabilities = CAPABILITIES
+    model: str = MODEL  # or a dated snapshot such as wan2.7-i2v-2026-04-25
+
+    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        # callback_url is ignored: this API only polls.
+        media = [
+            {"type": kind, "url": url}
+            for kind, url in (
+                ("first_frame", req.image_url),
+                ("first_clip", req.video_url),
+                ("last_frame", req.last_frame_url),
+                ("driving_audio", req.audio_url),
+            )
+            if url
+        ]
+        inputs: dict[str, Any] = {"media": media}
+        if req.prompt:
+            inputs["prompt"] = req.prompt
+        if req.negative_prompt:
+            inputs["negative_prompt"] = req.negative_prompt
+        # DashScope defaults to 1080P, 5 s and prompt_extend=true; send ours so no host default leaks in.
+        parameters: dict[str, Any] = {
+            "resolution": req.resolution.upper(),
+            "duration": req.duration,
+            "prompt_extend": req.prompt_extend,
+            "watermark": req.watermark,
+        }
+        if req.seed is not None:
+            parameters["seed"] = req.seed
+        request = self.request(
+            "POST", SUBMIT_PATH, {"model": self.model, "input": inputs, "parameters": parameters}
+        )
+        # Required: without it DashScope answers "current user api does not support synchronous calls".
+        # Only the submit needs it, so it is not in extra_headers.
+        request.headers["X-DashScope-Async"] = "enable"
+        return request
+
+    def parse_submit(self, resp: httpx.Response) -> str:
+        # Errors are {"request_id", "code", "message"} at the top level, which json_body already reads.
+        output = _output(json_body(resp), resp)
+        task_id = output.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError(
+                "submit answer has no output.task_id", status_code=resp.status_code, raw=resp.text
+            )
+        return task_id
+
+    def status(self, provider_task_id: str) -> httpx.Request:
+        return self.request("GET", f"/api/v1/tasks/{provider_task_id}")
+
+    def parse_status(self, resp: httpx.Response) -> ProviderStatus:
+        output = _output(json_body(resp), resp)
+        raw = str(output.get("task_status"))
+        state = STATES.get(raw)
+        if state is None:
+            raise UnknownProviderStatus(f"unknown task_status {raw!r}", code="unknown_status", raw=resp.text)
+        if raw == UNKNOWN:
+            return ProviderStatus(
+                state=state,
+                raw_status=raw,
+                error_code=TASK_GONE,
+                error_message="DashScope reports UNKNOWN: no such task, or it is past its 24 h validity",
+            )
+        # No progress or ETA in this API; the docs suggest polling every 15 s (our default interval).
+        return ProviderStatus(
+            state=state,
+            raw_status=raw,
+            result_url=_text(output.get("video_url")),
+            error_code=_text(output.get("code")) if state is ProviderState.FAILED else None,
+            error_message=_text(output.get("message")) if state is ProviderState.FAILED else None,
+        )
+
+    def cancel(self, provider_task_id: str) -> httpx.Request | None:
+        return None  # no cancel endpoint documented for wan2.7-i2v (providers.md: NOT FOUND)
+
+
+def _output(data: dict[str, Any], resp: httpx.Response) -> dict[str, Any]:
+    output = data.get("output")
+    if not isinstance(output, dict):
+        raise ProviderError("answer has no output object", status_code=resp.status_code, raw=resp.text)
+    return output
+
+
+def _text(value: Any) -> str | None:
+    # DashScope's SDKs show empty strings where a field does not apply; treat those as absent.
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,584 @@
+"""The `novita` adapter, and `highway` (the same adapter configured for HighwayAPI), against the simulator."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from i2v.local.sim_novita import NovitaSimulator, highway_simulator
+from i2v.models import VideoRequest
+from i2v.providers.base import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderState,
+    ProviderStatus,
+    ProviderUnavailable,
+    UnknownProviderStatus,
+)
+from i2v.providers.client import ProviderClient
+from i2v.providers.novita import (
+    DEFAULT_BASE_URL,
+    HIGHWAY_BASE_URL,
+    NovitaProvider,
+    highway,
+    parse_task_result,
+)
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {
+    "novita": lambda base_url, key: NovitaProvider(base_url=base_url, api_key=key),
+    "highway": highway,
+}
+SIMULATORS: dict[str, Callable[..., NovitaSimulator]] = {
+    "novita": NovitaSimulator,
+    "highway": highway_simulator,
+}
+IMAGE, LAST, CLIP, AUDIO = (
+    "https://in.example/first.png", "https://in.example/last.png", "https://in.example/clip.mp4",
+    "https://in.example/beat.mp3",
+)
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@pytest.fixture(params=["novita", "highway"])
+def sim(request: pytest.FixtureRequest) -> Iterator[NovitaSimulator]:
+    with SIMULATORS[request.param](render_scale=0.34) as running:
+        yield running  # type: ignore[misc]
+
+
+@pytest.fixture
+def novita_sim() -> Iterator[NovitaSimulator]:
+    """Webhooks exist only on Novita, so callback tests use this one."""
+    with NovitaSimulator(render_scale=0.34) as running:
+        running.callback_retries = tuple(wait / 100 for wait in NovitaSimulator.callback_retries)
+        yield running  # type: ignore[misc]
+
+
+@pytest.fixture
+def adapter(sim: NovitaSimulator) -> NovitaProvider:
+    return ADAPTERS[sim.name](sim.base_url, sim.api_key)
+
+
+@pytest.fixture
+def client() -> ProviderClient:
+    return ProviderClient(timeout=5, sleep=lambda s: None)
+
+
+def poll(
+    adapter: NovitaProvider, client: ProviderClient, task_id: str, seconds: float = 20
+) -> list[ProviderStatus]:
+    seen: list[ProviderStatus] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
+        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
+
+
+def submit(
+    adapter: NovitaProvider, client: ProviderClient, req: VideoRequest, callback: str | None = None
+) -> str:
+    return adapter.parse_submit(client.send(adapter.submit(req, callback), is_submit=True))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def response(status: int, body: Any) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+# -- the adapter, sans I/O: built requests ---------------------------------------------------------
+
+def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="key-1")
+    built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), None)
+    assert built.method == "POST"
+    assert str(built.url) == "https://api.novita.ai/v3/async/wan2.7-i2v"
+    assert built.headers["Authorization"] == "Bearer key-1"
+    assert built.headers["Content-Type"] == "application/json"
+    assert json.loads(built.content) == {
+        "prompt": "a cat turns",
+        "image_url": IMAGE,
+        "resolution": "1080P",
+        "duration": 5,
+        "prompt_extend": True,
+        "watermark": False,
+    }
+
+
+def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    req = VideoRequest(
+        image_url=IMAGE, resolution="720p", duration=12, prompt_extend=False, watermark=True, seed=0,
+        negative_prompt="blur",
+    )
+    body = json.loads(adapter.submit(req, None).content)
+    assert body["resolution"] == "720P"
+    assert (body["duration"], body["prompt_extend"], body["watermark"]) == (12, False, True)
+    assert (body["seed"], body["negative_prompt"]) == (0, "blur")
+
+
+@pytest.mark.parametrize(
+    ("media", "fields"),
+    [
+        ({"image_url": IMAGE}, {"image_url": IMAGE}),
+        ({"image_url": IMAGE, "audio_url": AUDIO}, {"image_url": IMAGE, "driving_audio_url": AUDIO}),
+        ({"image_url": IMAGE, "last_frame_url": LAST}, {"image_url": IMAGE, "last_frame_url": LAST}),
+        (
+            {"image_url": IMAGE, "last_frame_url": LAST, "audio_url": AUDIO},
+            {"image_url": IMAGE, "last_frame_url": LAST, "driving_audio_url": AUDIO},
+        ),
+        ({"video_url": CLIP}, {"first_clip_url": CLIP}),
+        ({"video_url": CLIP, "last_frame_url": LAST}, {"first_clip_url": CLIP, "last_frame_url": LAST}),
+    ],
+    ids=["first", "first+audio", "first+last", "first+last+audio", "clip", "clip+last"],
+)
+def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fields: dict[str, str]) -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    body = json.loads(adapter.submit(VideoRequest(**media), None).content)
+    media_fields = ("image_url", "last_frame_url", "first_clip_url", "driving_audio_url")
+    sent = {k: v for k, v in body.items() if k in media_fields}
+    assert sent == fields
+
+
+def test_callback_url_goes_in_extra_webhook_url() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    cb = "https://gw.example/v1/callbacks/novita/vid_1?token=abc"
+    body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), cb).content)
+    assert body["extra"] == {"webhook": {"url": cb}}
+
+
+def test_highway_is_the_same_adapter_at_its_own_host_without_webhooks() -> None:
+    novita, hw = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k"), highway(HIGHWAY_BASE_URL, "k")
+    assert isinstance(hw, NovitaProvider)
+    assert (hw.name, novita.name) == ("highway", "novita")
+    assert (hw.capabilities.callback, novita.capabilities.callback) == (False, True)
+    assert hw.capabilities.modes == novita.capabilities.modes
+    assert hw.capabilities.durations == novita.capabilities.durations == frozenset(range(2, 16))
+    req = VideoRequest(image_url=IMAGE, audio_url=AUDIO, seed=7)
+    built = hw.submit(req, "https://gw.example/cb")
+    assert str(built.url) == "https://api.highwayapi.ai/v3/async/wan2.7-i2v"
+    assert json.loads(built.content) == json.loads(novita.submit(req, None).content)  # and no `extra`
+    assert str(hw.status("t-1").url) == "https://api.highwayapi.ai/v3/async/task-result?task_id=t-1"
+
+
+def test_status_is_a_get_of_task_result_by_query() -> None:
+    built = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").status("0f1e-2d")
+    assert built.method == "GET"
+    assert str(built.url) == "https://api.novita.ai/v3/async/task-result?task_id=0f1e-2d"
+    assert built.headers["Authorization"] == "Bearer k"
+
+
+def test_there_is_no_cancel_endpoint() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    assert adapter.cancel("t-1") is None
+    assert adapter.capabilities.cancel is False
+    assert highway(HIGHWAY_BASE_URL, "k").cancel("t-1") is None
+
+
+# -- the adapter, sans I/O: parsing documented answers ---------------------------------------------
+
+def documented_result(status: str, **task: Any) -> dict[str, Any]:
+    """The Task Result API skeleton from providers.md §2, with `status` (and task fields) filled in."""
+    return {
+        "extra": {
+            "seed": "<string>",
+            "enable_nsfw_detection": True,
+            "debug_info": {
+                "request_info": "", "submit_time_ms": "", "execute_time_ms": "", "complete_time_ms": ""
+            },
+        },
+        "task": {"task_id": "<string>", "status": status, "reason": "<string>", "task_type": "<string>",
+                 "eta": 123, "progress_percent": 123, **task},
+        "images": [{"image_url": "", "image_url_ttl": 123, "image_type": ""}],
+        "videos": [
+            {"video_url": "https://cdn.example/v.mp4", "video_url_ttl": "<string>", "video_type": "<string>"}
+        ],
+        "audios": [{"audio_url": "", "audio_url_ttl": "", "audio_type": "", "audio_metadata": {}}],
+    }
+
+
+def test_parse_submit_reads_task_id() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    assert adapter.parse_submit(response(200, {"task_id": "abc-123"})) == "abc-123"
+    with pytest.raises(ProviderError):
+        adapter.parse_submit(response(200, {"id": "abc-123"}))
+
+
+def test_parse_documented_success() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    body = documented_result("TASK_STATUS_SUCCEED", reason="", eta=0, progress_percent=100)
+    status = adapter.parse_status(response(200, body))
+    assert status == ProviderStatus(
+        state=ProviderState.SUCCEEDED, raw_status="TASK_STATUS_SUCCEED", progress=100,
+        result_url="https://cdn.example/v.mp4", eta_seconds=0,
+    )
+
+
+def test_parse_documented_failure_keeps_the_reason() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    body = {**documented_result("TASK_STATUS_FAILED", reason="image is too small"), "videos": []}
+    status = adapter.parse_status(response(200, body))
+    assert status.state is ProviderState.FAILED
+    assert status.error_message == "image is too small"
+    assert status.error_code is None  # Novita gives no failure code; the service supplies a generic one
+    assert status.result_url is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "state"),
+    [
+        ("TASK_STATUS_QUEUED", ProviderState.QUEUED),
+        ("TASK_STATUS_PROCESSING", ProviderState.PROCESSING),
+        ("TASK_STATUS_SUCCEED", ProviderState.SUCCEEDED),
+        ("TASK_STATUS_FAILED", ProviderState.FAILED),
+        ("TASK_STATUS_CANCELED", ProviderState.CANCELLED),
+    ],
+)
+def test_each_status_word_maps(raw: str, state: ProviderState) -> None:
+    status = parse_task_result(documented_result(raw, eta=40, progress_percent=20), "")
+    assert (status.state, status.raw_status) == (state, raw)
+    assert (status.progress, status.eta_seconds) == (20, 40)
+    assert (status.result_url is not None) == (state is ProviderState.SUCCEEDED)
+
+
+def test_unknown_status_word_is_an_error_keeping_the_raw_body() -> None:
+    resp = response(200, documented_result("TASK_STATUS_PENDING_REVIEW"))
+    with pytest.raises(UnknownProviderStatus) as caught:
+        NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").parse_status(resp)
+    assert caught.value.code == "unknown_status"
+    assert "TASK_STATUS_PENDING_REVIEW" in caught.value.raw
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, "INVALID_REQUEST_BODY"),
+        (401, "FAILED_TO_AUTH"),
+        (403, "NOT_ENOUGH_BALANCE"),
+        (404, "TASK_NOT_FOUND"),
+    ],
+)
+def test_error_bodies_become_rejections_with_the_reason_as_code(status: int, reason: str) -> None:
+    body = {"code": status, "reason": reason, "message": "something specific", "metadata": {}}
+    with pytest.raises(ProviderRejected) as caught:
+        NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").parse_submit(response(status, body))
+    assert (caught.value.status_code, caught.value.code) == (status, reason)
+    assert str(caught.value) == "something specific"
+
+
+def test_429_and_503_are_rate_limit_and_unavailable() -> None:
+    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    limited = httpx.Response(
+        429, json={"code": 429, "reason": "RATE_LIMIT_EXCEEDED"}, headers={"Retry-After": "3"}
+    )
+    with pytest.raises(ProviderRateLimited) as caught:
+        adapter.parse_submit(limited)
+    assert caught.value.retry_after == 3
+    with pytest.raises(ProviderUnavailable):
+        adapter.parse_status(response(503, {"code": 503, "reason": "SERVICE_NOT_AVAILABLE", "message": "x"}))
+
+
+# -- against the simulator (novita and highway) ----------------------------------------------------
+
+def test_submit_progresses_to_success_with_a_downloadable_mp4(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    req = VideoRequest(image_url=sample_url, duration=2, resolution="720p")
+    task_id = submit(adapter, client, req)
+    assert UUID.match(task_id)
+    seen = poll(adapter, client, task_id)
+    assert seen[0].state in (ProviderState.QUEUED, ProviderState.PROCESSING)
+    assert seen[-1].state is ProviderState.SUCCEEDED
+    assert seen[-1].progress == 100
+    assert [s.progress for s in seen] == sorted(s.progress or 0 for s in seen)
+    video = httpx.get(seen[-1].result_url or "")
+    assert video.status_code == 200
+    assert video.content[4:8] == b"ftyp"
+    raw = client.send(adapter.status(task_id)).json()
+    assert raw["videos"][0]["video_url_ttl"] == "3600"
+    assert raw["task"]["task_id"] == task_id
+    assert sim.tasks[task_id].request["resolution"] == "720P"
+
+
+def test_queued_task_reports_progress_and_eta(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    sim.faults.stall = True
+    task_id = submit(adapter, client, VideoRequest(image_url=sample_url, duration=8))
+    status = adapter.parse_status(client.send(adapter.status(task_id)))
+    assert (status.state, status.raw_status) == (ProviderState.QUEUED, "TASK_STATUS_QUEUED")
+    assert status.progress == 0
+    assert status.eta_seconds == 8
+
+
+def test_render_failure_is_reported_with_the_providers_reason(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    sim.faults.fail_render = "the model refused this image"
+    final = poll(adapter, client, submit(adapter, client, VideoRequest(image_url=sample_url)))[-1]
+    assert (final.state, final.raw_status) == (ProviderState.FAILED, "TASK_STATUS_FAILED")
+    assert final.error_message == "the model refused this image"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"prompt": "no media"}, "image_url or first_clip_url is required"),
+        ({"image_url": IMAGE, "first_clip_url": CLIP}, "mutually exclusive"),
+        ({"first_clip_url": CLIP, "driving_audio_url": AUDIO}, "driving_audio_url"),
+        ({"image_url": IMAGE, "duration": 16}, "duration"),
+        ({"image_url": IMAGE, "resolution": "720p"}, "resolution"),
+        ({"image_url": IMAGE, "seed": -1}, "seed"),
+        ({"image_url": IMAGE, "negative_prompt": "x" * 501}, "negative_prompt"),
+    ],
+    ids=["no-media", "image+clip", "clip+audio", "duration", "resolution-case", "seed", "negative-prompt"],
+)
+def test_invalid_submit_is_rejected_with_the_providers_error_shape(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, body: dict[str, Any], message: str
+) -> None:
+    bad = adapter.request("POST", "/v3/async/wan2.7-i2v", body)
+    with pytest.raises(ProviderRejected) as caught:
+        adapter.parse_submit(client.send(bad))
+    assert (caught.value.status_code, caught.value.code) == (400, "INVALID_REQUEST_BODY")
+    assert message in str(caught.value)
+    assert json.loads(caught.value.raw).keys() == {"code", "reason", "message", "metadata"}
+    assert not sim.tasks
+
+
+def test_wrong_key_is_rejected(sim: NovitaSimulator, client: ProviderClient, sample_url: str) -> None:
+    wrong = ADAPTERS[sim.name](sim.base_url, "not-the-key")
+    with pytest.raises(ProviderRejected) as caught:
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
+    assert (caught.value.status_code, caught.value.code) == (401, "FAILED_TO_AUTH")
+
+
+def test_key_without_model_access_is_a_403(
+    sim: NovitaSimulator, client: ProviderClient, sample_url: str
+) -> None:
+    sim.restricted_keys.add("unverified-account")
+    restricted = ADAPTERS[sim.name](sim.base_url, "unverified-account")
+    with pytest.raises(ProviderRejected) as caught:
+        restricted.parse_submit(client.send(restricted.submit(VideoRequest(image_url=sample_url), None)))
+    assert (caught.value.status_code, caught.value.code) == (403, "ACCESS_DENY")
+
+
+def test_task_cancelled_provider_side_reads_as_cancelled(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    # No cancel endpoint to call; a task cancelled on the host's side (console, moderation) must still end.
+    sim.faults.stall = True
+    task_id = submit(adapter, client, VideoRequest(image_url=sample_url))
+    assert client.send(httpx.Request("POST", f"{sim.base_url}/v3/async/task-cancel")).status_code == 404
+    sim.cancel_task(sim.tasks[task_id])
+    status = adapter.parse_status(client.send(adapter.status(task_id)))
+    assert (status.state, status.raw_status) == (ProviderState.CANCELLED, "TASK_STATUS_CANCELED")
+
+
+def test_429_waits_for_retry_after_then_succeeds(
+    sim: NovitaSimulator, adapter: NovitaProvider, sample_url: str
+) -> None:
+    waits: list[float] = []
+    client = ProviderClient(timeout=5, sleep=waits.append)
+    sim.faults.stall = True
+    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
+    assert submit(adapter, client, VideoRequest(image_url=sample_url))
+    assert waits == [2.0]
+    assert sim.submits == 2
+
+
+def test_429_beyond_the_wait_budget_surfaces_retry_after(
+    sim: NovitaSimulator, adapter: NovitaProvider, sample_url: str
+) -> None:
+    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
+    sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 30
+    with pytest.raises(ProviderRateLimited) as caught:
+        adapter.parse_status(client.send(adapter.status("any")))
+    assert caught.value.retry_after == 30
+    assert json.loads(caught.value.raw)["reason"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_503_is_retried_then_succeeds(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    sim.faults.stall = True
+    sim.faults.fail_submits = 1
+    assert submit(adapter, client, VideoRequest(image_url=sample_url))
+    assert sim.submits == 2
+
+
+def test_unknown_status_is_an_error_keeping_the_raw_value(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    sim.faults.stall = True
+    task_id = submit(adapter, client, VideoRequest(image_url=sample_url))
+    sim.faults.unknown_status = "TASK_STATUS_MELTING"
+    with pytest.raises(UnknownProviderStatus) as caught:
+        adapter.parse_status(client.send(adapter.status(task_id)))
+    assert "TASK_STATUS_MELTING" in caught.value.raw
+
+
+def test_expired_result_url_answers_403(
+    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
+) -> None:
+    final = poll(adapter, client, submit(adapter, client, VideoRequest(image_url=sample_url, duration=2)))[-1]
+    sim.faults.expire_results = True
+    assert httpx.get(final.result_url or "").status_code == 403
+
+
+def test_unknown_task_is_a_404_rejection(adapter: NovitaProvider, client: ProviderClient) -> None:
+    with pytest.raises(ProviderRejected) as caught:
+        adapter.parse_status(client.send(adapter.status("00000000-0000-0000-0000-000000000000")))
+    assert (caught.value.status_code, caught.value.code) == (404, "TASK_NOT_FOUND")
+
+
+# -- webhooks (Novita only) ------------------------------------------------------------------------
+
+@dataclass
+class Receiver:
+    """A loopback webhook endpoint: records deliveries and answers with `answers` in turn (then 200)."""
+
+    url: str = ""
+    deliveries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    got = Receiver()
+    lock = threading.Lock()
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        with lock:
+            got.deliveries.append((request.full_path, json.loads(request.get_data(as_text=True))))
+            status = got.answers.pop(0) if got.answers else 200
+        return Response("", status=status)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    got.url = f"http://127.0.0.1:{server.server_port}/v1/callbacks/novita/vid_1?token=t0k"
+    yield got
+    server.shutdown()
+
+
+@pytest.fixture
+def novita(novita_sim: NovitaSimulator) -> NovitaProvider:
+    return NovitaProvider(base_url=novita_sim.base_url, api_key=novita_sim.api_key)
+
+
+def test_documented_webhook_timeout_and_five_retries() -> None:
+    assert NovitaSimulator.callback_timeout == 5.0
+    assert len(NovitaSimulator.callback_retries) == 5
+
+
+def test_callback_carries_the_task_result_as_payload(
+    novita_sim: NovitaSimulator,
+    novita: NovitaProvider,
+    client: ProviderClient,
+    receiver: Receiver,
+    sample_url: str,
+) -> None:
+    task_id = submit(novita, client, VideoRequest(image_url=sample_url, duration=2), receiver.url)
+    poll(novita, client, task_id)
+    wait_until(lambda: len(receiver.deliveries) == 1)
+    path, body = receiver.deliveries[0]
+    assert path == "/v1/callbacks/novita/vid_1?token=t0k"
+    assert body.keys() == {"event_type", "payload"}
+    assert body["event_type"] == "ASYNC_TASK_RESULT"
+    assert body["payload"] == client.send(novita.status(task_id)).json()
+    status = parse_task_result(body["payload"], json.dumps(body))
+    assert status.state is ProviderState.SUCCEEDED
+    assert httpx.get(status.result_url or "").content[4:8] == b"ftyp"
+
+
+def test_callback_is_retried_five_times_on_non_2xx(
+    novita_sim: NovitaSimulator,
+    novita: NovitaProvider,
+    client: ProviderClient,
+    receiver: Receiver,
+    sample_url: str,
+) -> None:
+    receiver.answers = [500] * 10
+    novita_sim.faults.fail_render = "refused"
+    submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    wait_until(lambda: len(novita_sim.callbacks_sent) == 6)
+    time.sleep(0.3)  # longer than the last (scaled) retry wait: no seventh attempt
+    assert [status for _, status in novita_sim.callbacks_sent] == [500] * 6
+    assert all(body["payload"]["task"]["status"] == "TASK_STATUS_FAILED" for _, body in receiver.deliveries)
+
+
+def test_callback_retries_stop_at_the_first_2xx(
+    novita_sim: NovitaSimulator,
+    novita: NovitaProvider,
+    client: ProviderClient,
+    receiver: Receiver,
+    sample_url: str,
+) -> None:
+    receiver.answers = [503, 429]
+    novita_sim.faults.fail_render = "refused"
+    submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    wait_until(lambda: len(novita_sim.callbacks_sent) == 3)
+    time.sleep(0.3)
+    assert [status for _, status in novita_sim.callbacks_sent] == [503, 429, 200]
+
+
+def test_duplicate_callbacks_deliver_the_same_body(
+    novita_sim: NovitaSimulator,
+    novita: NovitaProvider,
+    client: ProviderClient,
+    receiver: Receiver,
+    sample_url: str,
+) -> None:
+    novita_sim.faults.duplicate_callbacks = 2
+    novita_sim.faults.fail_render = "refused"
+    submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    wait_until(lambda: len(receiver.deliveries) == 2)
+    assert receiver.deliveries[0] == receiver.deliveries[1]
+
+
+def test_dropped_callbacks_leave_polling_to_find_the_result(
+    novita_sim: NovitaSimulator,
+    novita: NovitaProvider,
+    client: ProviderClient,
+    receiver: Receiver,
+    sample_url: str,
+) -> None:
+    novita_sim.faults.drop_callbacks = True
+    novita_sim.faults.fail_render = "refused"
+    final = poll(novita, client, submit(novita, client, VideoRequest(image_url=sample_url), receiver.url))[-1]
+    assert final.state is ProviderState.FAILED
+    time.sleep(0.2)
+    assert receiver.deliveries == []
+
+
+def test_highway_sends_no_webhook_even_when_asked(
+    client: ProviderClient, receiver: Receiver, sample_url: str
+) -> None:
+    with highway_simulator(render_scale=0.34) as sim:
+        adapter = highway(sim.base_url, sim.api_key)
+        sim.faults.fail_render = "refused"
+        body = {"image_url": sample_url, "extra": {"webhook": {"url": receiver.url}}}
+        raw = adapter.request("POST", "/v3/async/wan2.7-i2v", body)
+        final = poll(adapter, client, adapter.parse_submit(client.send(raw)))[-1]
+        assert final.state is ProviderState.FAILED
+        time.sleep(0.2)
+    assert receiver.deliveries == []
+    assert sim.callbacks_sent == []
