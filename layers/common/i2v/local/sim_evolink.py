@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import Simulator, SimTask
+from i2v.local.simulator import SimTask, Simulator
 
 MODEL = "wan2.7-image-to-video"
 ID_PREFIX = "task-unified-"
@@ -125,10 +125,10 @@ class EvolinkSimulator(Simulator):
         if url:
             body["results"] = [url]
         if task.state == "cancelled":
-            body["error"] = {"code": "request_cancelled", "message": "The task was cancelled", "type": "task_error"}
+            body["error"] = task_error("request_cancelled", "The task was cancelled")
         elif task.state == "failed":
-            body["error"] = {"code": task_error_code(task.error or ""), "message": task.error or "generation failed",
-                             "type": "task_error"}
+            message = task.error or "generation failed"
+            body["error"] = task_error(task_error_code(message), message)
         return body
 
     def callback_body(self, task: SimTask) -> dict[str, Any]:
@@ -167,14 +167,15 @@ class EvolinkSimulator(Simulator):
             self._stopping.wait(60)  # the job exists, but its answer never arrives
         body = self.task_json(task)
         body["task_info"] = {"can_cancel": True, "estimated_time": estimated_seconds(task)}
-        body["usage"] = {"billing_rule": "per_second", "credits_reserved": credits(task), "user_group": "default"}
+        body["usage"] = {"billing_rule": "per_second", "credits_reserved": credits(task),
+                         "user_group": "default"}
         return self.json(body)
 
     def get(self, request: Request, task_id: str) -> Response:
         fault = self.poll_fault()
         if fault is not None:
             return fault
-        if not task_id.startswith(ID_PREFIX):
+        if not task_id.startswith(ID_PREFIX):  # the docs give the code and message; 400 is our pick
             return self.error(400, "invalid_task_id", f"Task ID must start with '{ID_PREFIX}'", "task_id")
         task = self.tasks.get(task_id)
         if task is None:
@@ -206,16 +207,18 @@ def validate(data: dict[str, Any]) -> dict[str, str]:
     mode = data.get("generation_mode")
     if mode is None:
         if given not in COMBINATIONS:
-            raise Invalid(f"unsupported combination of materials: {', '.join(sorted(given)) or 'none'}; expected "
+            named = ", ".join(sorted(given)) or "none"
+            raise Invalid(f"unsupported combination of materials: {named}; expected "
                           "image_start [+ image_end] [+ audio_urls], or video_urls [+ image_end]")
     elif mode not in MODE_RULES:
         raise Invalid(f"generation_mode must be one of {', '.join(MODES)}", "generation_mode")
     else:
         required, allowed = MODE_RULES[mode]
-        for field in sorted(required - given):
-            raise Invalid(f"{field} is required in {mode} mode", field)
-        for field in sorted(given - allowed):
-            raise Invalid(f"{field} is not allowed in {mode} mode", field)
+        missing, refused = sorted(required - given), sorted(given - allowed)
+        if missing:
+            raise Invalid(f"{missing[0]} is required in {mode} mode", missing[0])
+        if refused:
+            raise Invalid(f"{refused[0]} is not allowed in {mode} mode", refused[0])
     quality = data.get("quality", "720p")
     if quality not in QUALITIES:
         raise Invalid("quality must be one of 720p, 1080p", "quality")
@@ -233,9 +236,10 @@ def validate(data: dict[str, Any]) -> dict[str, str]:
 
 
 def _url(value: Any, field: str) -> str:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise Invalid(f"{field} must be an http(s) URL", field)
-    return value
+    return str(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -253,13 +257,13 @@ def _check_callback_url(url: Any) -> None:
         raise Invalid(f"callback_url must be a URL of at most {MAX_CALLBACK_URL} characters", "callback_url")
     parts = urlsplit(url)
     host = parts.hostname or ""
-    loopback = host == "localhost" or _ip(host) is not None and _ip(host).is_loopback  # type: ignore[union-attr]
+    address = _ip(host)
+    loopback = host == "localhost" or (address is not None and address.is_loopback)
     if loopback and parts.scheme in ("http", "https"):
         return
     if parts.scheme != "https" or not host:
         raise Invalid("callback_url must use HTTPS", "callback_url")
-    address = _ip(host)
-    if address is not None and (address.is_private or address.is_loopback or address.is_link_local):
+    if address is not None and (address.is_private or address.is_link_local):
         raise Invalid("callback_url must not point to an internal IP address", "callback_url")
 
 
@@ -268,6 +272,10 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def task_error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message, "type": "task_error"}
 
 
 def task_error_code(message: str) -> str:

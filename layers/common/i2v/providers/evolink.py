@@ -1,7 +1,5 @@
-"""The `evolink` provider: EvoLink's unified video API (model `wan2.7-image-to-video`), polled at /v1/tasks/{id}.
-
-Contract and sources: section 4 of providers.md. EvoLink's defaults differ from the model's, so quality and
-prompt_extend are always sent.
+"""The `evolink` provider: EvoLink's unified video API (model `wan2.7-image-to-video`), polled at
+/v1/tasks/{id}. Contract and sources: section 4 of providers.md.
 """
 
 from __future__ import annotations
@@ -41,20 +39,26 @@ STATES = {
 # A task-level error code that means the task was cancelled, not that generation failed.
 CANCELLED_CODES = frozenset({"request_cancelled"})
 
+CAPABILITIES = Capabilities(
+    modes=ALL_MODES,  # first_frame, first_last_frame, video_continuation (generation_mode)
+    durations=ALL_DURATIONS,  # 2-15
+    resolutions=frozenset({"720p", "1080p"}),  # quality
+    audio=True,  # audio_urls, in the two image modes
+    callback=True,  # callback_url
+    cancel=False,  # task_info.can_cancel exists, but no cancel endpoint is documented
+)
+
 
 @dataclass
 class EvolinkProvider(HttpProvider):
     name: str = "evolink"
-    capabilities: Capabilities = Capabilities(
-        modes=ALL_MODES,
-        durations=ALL_DURATIONS,
-        resolutions=frozenset({"720p", "1080p"}),
-        audio=True,
-        callback=True,
-        cancel=False,  # task_info.can_cancel exists, but no cancel endpoint is documented
-    )
+    capabilities: Capabilities = CAPABILITIES
 
     def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+        if req.watermark:
+            # EvoLink documents no watermark option: dropping it silently would deliver an unmarked video
+            # to a client who asked for the mark, so refuse before any call and let the gateway fail over.
+            raise ProviderRejected("EvoLink has no watermark option", code="unsupported_watermark")
         mode = req.resolved_mode()
         body: dict[str, Any] = {
             "model": MODEL,
@@ -78,10 +82,6 @@ class EvolinkProvider(HttpProvider):
             body["audio_urls"] = [req.audio_url]
         if req.seed is not None:
             body["seed"] = _seed(req.seed)
-        if req.watermark:
-            # EvoLink documents no watermark option: dropping it silently would deliver an unmarked video
-            # to a client who asked for the mark, so refuse and let the gateway fail over.
-            raise ProviderRejected("EvoLink has no watermark option", code="unsupported_watermark")
         if callback_url:
             body["callback_url"] = callback_url
         return self.request("POST", "/v1/videos/generations", body)
@@ -102,14 +102,15 @@ class EvolinkProvider(HttpProvider):
         state = STATES.get(raw)
         if state is None:
             raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        error = _object(data.get("error"))
         error_code = _text(error.get("code"))
         if state is ProviderState.FAILED and error_code in CANCELLED_CODES:
             # The status enum has no cancelled value; a cancelled task can only surface as failed + this code.
             state = ProviderState.CANCELLED
         results = data.get("results")
-        result_url = results[0] if isinstance(results, list) and results and isinstance(results[0], str) else None
-        task_info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+        first = results[0] if isinstance(results, list) and results else None
+        result_url = first if isinstance(first, str) else None
+        task_info = _object(data.get("task_info"))
         return ProviderStatus(
             state=state,
             raw_status=raw,
@@ -132,8 +133,13 @@ def _seed(seed: int) -> int:
     a result. Refusing before any call lets the gateway fail over to a host that takes seed 0.
     """
     if not MIN_SEED <= seed <= MAX_SEED:
-        raise ProviderRejected(f"EvoLink accepts seed {MIN_SEED}-{MAX_SEED}, not {seed}", code="unsupported_seed")
+        message = f"EvoLink accepts seed {MIN_SEED}-{MAX_SEED}, not {seed}"
+        raise ProviderRejected(message, code="unsupported_seed")
     return seed
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:
