@@ -1,4 +1,4 @@
-"""python -m i2v.local up|demo — the embedded local stack from the command line."""
+"""python -m i2v.local up|demo|invoke — the embedded local stack from the command line."""
 
 from __future__ import annotations
 
@@ -38,6 +38,30 @@ def up(port: int) -> int:
     return 0
 
 
+def invoke(function: str, event_path: str) -> int:
+    """One handler, one sample event, on a fresh local stack seeded with what the sample events name."""
+    import json
+    from pathlib import Path
+
+    import boto3
+
+    from i2v.local.stack import ROOT, LocalStack
+    from i2v.service import gateway
+
+    event = json.loads(Path(event_path).read_text())
+    with LocalStack(api_key="i2v_sample_key_0123456789") as stack:
+        if function not in stack.handlers:
+            print(f"unknown function {function}; template.yaml has {', '.join(sorted(stack.handlers))}")
+            return 2
+        sample = (ROOT / "assets" / "sample.png").read_bytes()
+        for key in ("inputs/demo/sample.png", "uploads/demo/sample.png"):
+            boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=sample)
+        gateway()  # warm, as a second invocation in the same container would be
+        result = stack.invoke(function, event)
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m i2v.local")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--provider", default=os.environ.get("PROVIDER") or None)
     demo.add_argument("--resolution", default=os.environ.get("RESOLUTION", "720p"), choices=["720p", "1080p"])
     demo.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", "5")))
+    one = sub.add_parser("invoke", help="run one function's handler with one event on the local stack")
+    one.add_argument("function", help="logical id from template.yaml, e.g. ApiFunction")
+    one.add_argument("event", help="path to an event file, e.g. events/api_create.json")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.port)
+    if args.command == "invoke":
+        return invoke(args.function, args.event)
     from i2v.local.demo import main as demo_main
 
     return demo_main(provider=args.provider, resolution=args.resolution, duration=args.duration)
