@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     public_base_url_param: str = ""  # SSM parameter holding it when deployed (avoids a template cycle)
     callback_secret: str = ""
     callback_secret_arn: str = ""  # Secrets Manager secret holding it when deployed
+    provider_keys_arn: str = ""  # Secrets Manager secret: {"evolink": "<key>", ...} when deployed
     # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
     allow_private_urls: bool = False
     default_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])

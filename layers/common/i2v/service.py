@@ -71,7 +71,6 @@ def request_hash(req: VideoRequest) -> str:
 class Gateway:
     settings: Settings
     store: TaskStore
-    providers: dict[str, Provider]
     client: ProviderClient = field(default_factory=ProviderClient)
     clock: Callable[[], float] = time.time
 
@@ -80,8 +79,14 @@ class Gateway:
         store = TaskStore(
             settings.table_name, due_shards=settings.due_shards, ttl_days=settings.task_ttl_days
         )
-        client = ProviderClient(timeout=settings.http_timeout_seconds)
-        return cls(settings=settings, store=store, providers=registry.configured(settings), client=client)
+        return cls(
+            settings=settings, store=store, client=ProviderClient(timeout=settings.http_timeout_seconds)
+        )
+
+    @cached_property
+    def providers(self) -> dict[str, Provider]:
+        # On first use: the ingest function never needs them, nor permission to read their keys.
+        return registry.configured(self.settings)
 
     @cached_property
     def fetcher(self) -> httpx.Client:
@@ -143,7 +148,7 @@ class Gateway:
         asked = req.providers()
         if asked:
             for name in asked:
-                if name not in registry.FACTORIES:
+                if name not in registry.PROVIDERS:
                     raise RequestProblem.invalid(
                         "provider", f"unknown provider {name!r}; see GET /v1/providers"
                     )

@@ -13,12 +13,13 @@ import threading
 def up(port: int) -> int:
     from rich.console import Console
 
-    from i2v.local.stack import LocalStack
+    from i2v.local.stack import SIMULATORS, LocalStack
 
     console = Console()
     with console.status("starting the local stack…"):
         # Fixed ports, so events/env.json can point `sam local invoke` containers at them.
-        stack = LocalStack(port=port, aws_port=5000, simulator_ports={"local": 8700}).start()
+        ports = {name: 8700 + i for i, name in enumerate(SIMULATORS)}  # local is 8700
+        stack = LocalStack(port=port, aws_port=5000, simulator_ports=ports).start()
     console.print(
         f"API          [bold]{stack.url}[/]   (docs: {stack.url}/docs, spec: {stack.url}/openapi.json)"
     )

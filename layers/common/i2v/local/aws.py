@@ -206,10 +206,9 @@ def provision(
         res.refs[logical] = name
 
     secretsmanager = boto3.client("secretsmanager", **kwargs)
-    for logical, _props in res.of_type("AWS::SecretsManager::Secret"):
-        created = secretsmanager.create_secret(
-            Name=f"{STACK}-{logical}", SecretString=secrets.token_urlsafe(36)
-        )
+    for logical, props in res.of_type("AWS::SecretsManager::Secret"):
+        value = props.get("SecretString") or secrets.token_urlsafe(36)  # as GenerateSecretString would
+        created = secretsmanager.create_secret(Name=f"{STACK}-{logical}", SecretString=value)
         res.refs[logical] = created["ARN"]
 
     ssm = boto3.client("ssm", **kwargs)

@@ -25,16 +25,25 @@ MAX_NEGATIVE_PROMPT = 500
 
 # SimTask state -> the OpenAPI status enum. Nothing can cancel a task here (no cancel endpoint), so
 # "cancelled" only exists to keep the table total.
-STATE_NAMES = {"queued": "queued", "processing": "generating", "succeeded": "completed", "failed": "error",
-               "cancelled": "error"}
+STATE_NAMES = {
+    "queued": "queued",
+    "processing": "generating",
+    "succeeded": "completed",
+    "failed": "error",
+    "cancelled": "error",
+}
 
 _NANOID = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 # Messages quoted from docs/errors-and-messages/errors-with-status-code-4xx.md and -5xx.md.
-UNAUTHORIZED = ("This request requires a valid API key. You can create a new API key on the Billing page: "
-                "https://aimlapi.com/app/keys")
-OUT_OF_CREDITS = ("You've run out of credits. Please top up your balance or update your payment method to "
-                  "continue: https://aimlapi.com/app/billing/")
+UNAUTHORIZED = (
+    "This request requires a valid API key. You can create a new API key on the Billing page: "
+    "https://aimlapi.com/app/keys"
+)
+OUT_OF_CREDITS = (
+    "You've run out of credits. Please top up your balance or update your payment method to "
+    "continue: https://aimlapi.com/app/billing/"
+)
 
 
 class AimlapiSimulator(Simulator):

@@ -276,10 +276,9 @@ class DashscopeSimulator(Simulator):
         }
 
     # -- the render worker ------------------------------------------------------------------------
-    def _render(self, task: SimTask) -> Path:
-        # The engine has no "started" hook; scheduled_time is when the worker picks the task up.
-        self._scheduled[task.id] = time.time()
-        out = super()._render(task)
+    def render_task(self, task: SimTask) -> Path:
+        self._scheduled[task.id] = time.time()  # scheduled_time: when the worker picks the task up
+        out = super().render_task(task)
         clip = out.parent / "clip"
         if "clip" in task.inputs and clip.is_file():
             self._clip_seconds[task.id] = _seconds(clip)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import string
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,19 +27,33 @@ MAX_CALLBACK_URL = 2048
 
 # Our task states in EvoLink's words. The status enum has no "cancelled": a cancelled task is reported as
 # failed with the documented task error code request_cancelled (the callback still fires, as documented).
-STATE_NAMES = {"queued": "pending", "processing": "processing", "succeeded": "completed", "failed": "failed",
-               "cancelled": "failed"}
+STATE_NAMES = {
+    "queued": "pending",
+    "processing": "processing",
+    "succeeded": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+}
 
 # HTTP error `type` per status. invalid_request_error, authentication_error and api_error are documented;
 # the others are NOT FOUND in the docs and are plausible guesses in the same style.
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota_error",
-               403: "permission_error", 404: "not_found_error", 429: "rate_limit_error", 500: "api_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+}
 
 # The media each mode requires, allows, and refuses (EvoLink's generation_mode description).
 MODE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # mode -> (required, allowed)
     "first_frame": (frozenset({"image_start"}), frozenset({"image_start", "audio_urls"})),
-    "first_last_frame": (frozenset({"image_start", "image_end"}),
-                         frozenset({"image_start", "image_end", "audio_urls"})),
+    "first_last_frame": (
+        frozenset({"image_start", "image_end"}),
+        frozenset({"image_start", "image_end", "audio_urls"}),
+    ),
     "video_continuation": (frozenset({"video_urls"}), frozenset({"video_urls", "image_end"})),
 }
 # The six valid combinations when generation_mode is omitted, and the mode each one selects.
@@ -72,7 +85,6 @@ class EvolinkSimulator(Simulator):
         super().__init__(api_key=api_key, render_scale=render_scale, workers=workers)
         self.quota_exhausted = False  # answer submits with 402 insufficient_quota
         self.model_access_denied = False  # answer submits with 403 model_access_denied
-        self._stopping = threading.Event()
 
     def rules(self) -> list[Rule]:
         return [
@@ -80,17 +92,19 @@ class EvolinkSimulator(Simulator):
             Rule("/v1/tasks/<task_id>", endpoint="get", methods=["GET"]),
         ]
 
-    def stop(self) -> None:
-        self._stopping.set()  # release a submit held by the hang_submit_after_accept fault
-        super().stop()
-
     def new_id(self) -> str:
         alphabet = string.ascii_lowercase + string.digits
         return f"{ID_PREFIX}{int(time.time())}-{''.join(secrets.choice(alphabet) for _ in range(8))}"
 
     # -- EvoLink's shapes -------------------------------------------------------------------------
-    def error(self, status: int, code: str, message: str, param: str | None = None,
-              headers: dict[str, str] | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         body = {"error": {"code": code, "message": message, "type": ERROR_TYPES[status], "param": param}}
         return self.json(body, status, headers)
 
@@ -103,8 +117,12 @@ class EvolinkSimulator(Simulator):
     def rate_limited(self) -> Response:
         # EvoLink documents the 429 code but not a Retry-After header; sending one lets tests check the
         # client honours it when present.
-        return self.error(429, "rate_limit_exceeded", "Rate limit exceeded, please slow down",
-                          headers={"Retry-After": f"{self.faults.retry_after:g}"})
+        return self.error(
+            429,
+            "rate_limit_exceeded",
+            "Rate limit exceeded, please slow down",
+            headers={"Retry-After": f"{self.faults.retry_after:g}"},
+        )
 
     def task_json(self, task: SimTask) -> dict[str, Any]:
         in_flight = task.state in ("queued", "processing")
@@ -163,12 +181,14 @@ class EvolinkSimulator(Simulator):
             request=data,
             seed=data.get("seed"),
         )
-        if self.faults.hang_submit_after_accept:
-            self._stopping.wait(60)  # the job exists, but its answer never arrives
+        self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         body = self.task_json(task)
         body["task_info"] = {"can_cancel": True, "estimated_time": estimated_seconds(task)}
-        body["usage"] = {"billing_rule": "per_second", "credits_reserved": credits(task),
-                         "user_group": "default"}
+        body["usage"] = {
+            "billing_rule": "per_second",
+            "credits_reserved": credits(task),
+            "user_group": "default",
+        }
         return self.json(body)
 
     def get(self, request: Request, task_id: str) -> Response:
@@ -208,8 +228,10 @@ def validate(data: dict[str, Any]) -> dict[str, str]:
     if mode is None:
         if given not in COMBINATIONS:
             named = ", ".join(sorted(given)) or "none"
-            raise Invalid(f"unsupported combination of materials: {named}; expected "
-                          "image_start [+ image_end] [+ audio_urls], or video_urls [+ image_end]")
+            raise Invalid(
+                f"unsupported combination of materials: {named}; expected "
+                "image_start [+ image_end] [+ audio_urls], or video_urls [+ image_end]"
+            )
     elif mode not in MODE_RULES:
         raise Invalid(f"generation_mode must be one of {', '.join(MODES)}", "generation_mode")
     else:

@@ -84,7 +84,9 @@ class NovitaSimulator(Simulator):
 
     def rate_limited(self) -> Response:
         return self.error(
-            429, "RATE_LIMIT_EXCEEDED", "requests are too frequent, please try again later",
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "requests are too frequent, please try again later",
             {"Retry-After": f"{self.faults.retry_after:g}"},
         )
 

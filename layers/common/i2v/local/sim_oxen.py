@@ -6,7 +6,6 @@ generation runs, and a bad one ends it `failed` with an `error_message`. No webh
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,13 +23,22 @@ MODEL = "wan-v2-7-image-to-video"
 MODEL_OUTPUTS = {MODEL: "video", "claude-sonnet-4-6": "text"}
 
 # SimTask states already are Oxen's words; the table keeps the mapping explicit like every simulator's.
-STATUS_WORDS = {"queued": "queued", "processing": "processing", "succeeded": "succeeded", "failed": "failed",
-                "cancelled": "cancelled"}
+STATUS_WORDS = {
+    "queued": "queued",
+    "processing": "processing",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 ACTIVE = ("queued", "processing")
 ENVELOPE = ("model", "num_generations", "target_namespace")  # queue fields, not echoed as model parameters
 MEDIA_FIELDS = ("input_image", "end_image_url", "input_video", "audio_url")
-ROLES = {"first_frame": "input_image", "last_frame": "end_image_url", "clip": "input_video",
-         "audio": "audio_url"}
+ROLES = {
+    "first_frame": "input_image",
+    "last_frame": "end_image_url",
+    "clip": "input_video",
+    "audio": "audio_url",
+}
 
 # Titles from inference-api/overview.mdx and async_queue.mdx where documented; the others are our wording.
 TITLES = {
@@ -53,11 +61,6 @@ class OxenSimulator(Simulator):
         super().__init__(api_key=api_key, render_scale=render_scale, workers=workers)
         self.out_of_credits = False  # flip to make enqueue refuse with 402
         self._started: dict[str, int] = {}
-        self._release = threading.Event()  # frees submits held by the hang_submit_after_accept fault
-
-    def stop(self) -> None:
-        self._release.set()
-        super().stop()
 
     def rules(self) -> list[Rule]:
         return [
@@ -71,8 +74,9 @@ class OxenSimulator(Simulator):
         return str(uuid.uuid4())  # the docs type generation_id as a UUID
 
     # -- Oxen's error shapes ----------------------------------------------------------------------
-    def problem(self, kind: str, status: int, detail: str | None = None,
-                headers: dict[str, str] | None = None) -> Response:
+    def problem(
+        self, kind: str, status: int, detail: str | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
         """Oxen's first error format: {"error": {type, title, detail?}, "status", "status_message"}."""
         error = {"type": kind, "title": TITLES[kind]}
         if detail:
@@ -108,8 +112,7 @@ class OxenSimulator(Simulator):
         if refusal is not None:
             return refusal
         tasks = [self.create_generation(data) for _ in range(data.get("num_generations", 1))]
-        if self.faults.hang_submit_after_accept:
-            self._release.wait(60)  # the jobs exist; the caller never hears about them
+        self.hang_if_asked()  # the jobs exist; with the fault on, the caller never hears about them
         return self.json({"generations": [{"generation_id": t.id, "status": "queued"} for t in tasks]})
 
     def enqueue_refusal(self, data: dict[str, Any]) -> Response | None:
@@ -135,7 +138,7 @@ class OxenSimulator(Simulator):
         return None
 
     def create_generation(self, data: dict[str, Any]) -> SimTask:
-        # Parameters are not validated yet (see _render); pass the renderer only values it can take.
+        # Parameters are not validated yet (see render_task); pass the renderer only values it can take.
         duration = data.get("duration", 5)
         resolution = data.get("resolution", "1080P")
         seed = data.get("seed")
@@ -209,19 +212,24 @@ class OxenSimulator(Simulator):
         # Never sent (no callback URL exists at Oxen). This is the data of the SSE event
         # `media_generation_completed`, Oxen's only push, written down for reference.
         if task.state == "succeeded":
-            return {"generation_id": task.id, "status": "succeeded", "media_type": "video",
-                    "model": task.request.get("model"), "url": self.result_url(task)}
+            return {
+                "generation_id": task.id,
+                "status": "succeeded",
+                "media_type": "video",
+                "model": task.request.get("model"),
+                "url": self.result_url(task),
+            }
         return {"generation_id": task.id, "status": task.state, "media_type": "video", "error": task.error}
 
     # -- running a generation ---------------------------------------------------------------------
-    def _render(self, task: SimTask) -> Path:
+    def render_task(self, task: SimTask) -> Path:
         self._started[task.id] = int(time.time())
         problem = parameter_problem(task.request)
         if problem is not None:
             # The wording of Oxen's sync endpoint for the same check (video_generation.mdx); the queue's own
             # wording for parameter failures is NOT FOUND.
             raise RenderError(f"Getting model response error: 422 - Value error, {problem}")
-        return super()._render(task)
+        return super().render_task(task)
 
 
 def parameter_problem(params: dict[str, Any]) -> str | None:

@@ -81,6 +81,7 @@ class Simulator:
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         self._secret = secrets.token_bytes(16)
+        self._released = threading.Event()  # set on stop: frees submits held by hang_submit_after_accept
         self._server: BaseWSGIServer | None = None
         self._routes = Map([Rule("/files/<task_id>.mp4", endpoint="file", methods=["GET"]), *self.rules()])
 
@@ -110,6 +111,7 @@ class Simulator:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         for _ in self._workers:
             self._jobs.put(None)
         if self._server is not None:
@@ -176,6 +178,11 @@ class Simulator:
                 self.faults.rate_limit_polls -= 1
                 return self.rate_limited()
         return None
+
+    def hang_if_asked(self) -> None:
+        """Call after the job exists and before answering: the hang fault makes the answer never come."""
+        if self.faults.hang_submit_after_accept:
+            self._released.wait(60)
 
     def server_error(self) -> Response:
         return self.json({"error": "service unavailable"}, 503)
@@ -259,7 +266,7 @@ class Simulator:
                 continue
             task.state = "processing"
             try:
-                task.video = self._render(task)
+                task.video = self.render_task(task)
                 outcome, error = "succeeded", None
             except (RenderError, httpx.HTTPError, OSError) as exc:
                 outcome, error = "failed", str(exc)
@@ -271,7 +278,8 @@ class Simulator:
                     task.progress = 100
             self._notify(task)
 
-    def _render(self, task: SimTask) -> Path:
+    def render_task(self, task: SimTask) -> Path:
+        """Fetch the inputs and render. Subclasses extend it to note start times or check parameters late."""
         if self.faults.fail_render:
             raise RenderError(self.faults.fail_render)
         folder = self._workdir / task.id

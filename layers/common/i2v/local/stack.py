@@ -29,12 +29,28 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
+from i2v.local.sim_aimlapi import AimlapiSimulator
+from i2v.local.sim_dashscope import DashscopeSimulator
+from i2v.local.sim_evolink import EvolinkSimulator
 from i2v.local.sim_local import LocalSimulator
+from i2v.local.sim_novita import NovitaSimulator, highway_simulator
+from i2v.local.sim_oxen import OxenSimulator
 from i2v.local.simulator import Simulator
 
 log = logging.getLogger("i2v.local")
 ROOT = Path(__file__).resolve().parents[4]
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# One simulator per provider in i2v.providers.registry, built with a render scale (< 1 renders smaller).
+SIMULATORS: dict[str, Callable[[float], Simulator]] = {
+    "local": lambda scale: LocalSimulator(render_scale=scale),
+    "oxen": lambda scale: OxenSimulator(render_scale=scale),
+    "novita": lambda scale: NovitaSimulator(render_scale=scale),
+    "highway": lambda scale: highway_simulator(render_scale=scale),
+    "evolink": lambda scale: EvolinkSimulator(render_scale=scale),
+    "aimlapi": lambda scale: AimlapiSimulator(render_scale=scale),
+    "dashscope": lambda scale: DashscopeSimulator(render_scale=scale),
+}
 
 
 @dataclass
@@ -178,9 +194,9 @@ class LocalStack:
             self.endpoint = self._exit.enter_context(moto_server(self.aws_port))
         point_boto3_at(self.endpoint)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
-        simulators: list[Simulator] = [LocalSimulator(render_scale=self.render_scale)]
-        for sim in simulators:
-            self.simulators[sim.name] = sim.start(self.simulator_ports.get(sim.name, 0))
+        for name, make in SIMULATORS.items():
+            sim = make(self.render_scale)
+            self.simulators[name] = sim.start(self.simulator_ports.get(name, 0))
             self._exit.callback(sim.stop)
         self.resources = provision(self.endpoint, self.url)
         env = self.resources.function_environment(self.url)

@@ -51,6 +51,9 @@ class Capabilities:
     audio: bool = True
     callback: bool = False
     cancel: bool = False
+    min_seed: int = 0
+    watermark: bool = True  # has a watermark option
+    alpha: bool = True  # accepts images with an alpha channel
 
     def refusal(self, req: VideoRequest, mode: Mode) -> str | None:
         """Why this provider cannot serve the request, or None when it can."""
@@ -62,6 +65,10 @@ class Capabilities:
             return f"supports resolutions {sorted(self.resolutions)}, not {req.resolution}"
         if req.audio_url and not self.audio:
             return "does not accept driving audio"
+        if req.seed is not None and req.seed < self.min_seed:
+            return f"accepts seeds from {self.min_seed}, not {req.seed}"
+        if req.watermark and not self.watermark:
+            return "has no watermark option"
         return None
 
 

@@ -47,8 +47,8 @@ STATES = {
 # All three modes, 2-15 s, 720P/1080P, driving audio; no per-task callback and no cancel endpoint on the
 # wan2.7 HTTP reference (providers.md section 6).
 CAPABILITIES = Capabilities(
-    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False
-)
+    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False, alpha=False
+)  # alpha: images are "JPEG/JPG/PNG (no alpha)/BMP/WEBP"
 
 
 @dataclass

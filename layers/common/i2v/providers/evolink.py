@@ -46,6 +46,8 @@ CAPABILITIES = Capabilities(
     audio=True,  # audio_urls, in the two image modes
     callback=True,  # callback_url
     cancel=False,  # task_info.can_cancel exists, but no cancel endpoint is documented
+    min_seed=MIN_SEED,
+    watermark=False,  # no watermark field is documented
 )
 
 

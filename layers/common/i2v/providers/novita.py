@@ -43,8 +43,8 @@ STATES = {
 # All three modes (image_url / +last_frame_url / first_clip_url), 2-15 s, 720P|1080P, driving audio.
 # Webhooks: Novita's generic `extra.webhook` for V3 async APIs (the wan2.7-i2v page itself lists no `extra`).
 NOVITA_CAPABILITIES = Capabilities(
-    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False
-)
+    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False, alpha=False
+)  # alpha: "PNG (no transparency)"
 # HighwayAPI's docs mention no webhook, so we poll it rather than send a field it may reject.
 HIGHWAY_CAPABILITIES = replace(NOVITA_CAPABILITIES, callback=False)
 
