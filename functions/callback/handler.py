@@ -25,7 +25,8 @@ app = APIGatewayRestResolver()
 def callback(provider: str, task_id: str) -> Response[Any]:
     token = app.current_event.get_query_string_value("token", "") or ""
     try:
-        task = gateway().on_callback(provider, task_id, token)
+        body = (app.current_event.decoded_body or "").encode()
+        task = gateway().on_callback(provider, task_id, token, body)
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return problem(exc.status, exc.title, exc.detail)

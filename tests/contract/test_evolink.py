@@ -40,22 +40,41 @@ IMG, LAST, CLIP, AUDIO = (
 
 # The documented examples (providers.md, section 4).
 SUBMIT_EXAMPLE = {
-    "created": 1757169743, "id": "task-unified-1757169743-7cvnl5zw", "model": "wan2.7-image-to-video",
-    "object": "video.generation.task", "progress": 0, "status": "pending",
-    "task_info": {"can_cancel": True, "estimated_time": 120}, "type": "video",
+    "created": 1757169743,
+    "id": "task-unified-1757169743-7cvnl5zw",
+    "model": "wan2.7-image-to-video",
+    "object": "video.generation.task",
+    "progress": 0,
+    "status": "pending",
+    "task_info": {"can_cancel": True, "estimated_time": 120},
+    "type": "video",
     "usage": {"billing_rule": "per_call", "credits_reserved": 5, "user_group": "default"},
 }
 COMPLETED_EXAMPLE = {
-    "created": 1756817821, "id": "task-unified-1756817821-4x3rx6ny", "model": "wan2.7-image-to-video",
-    "object": "video.generation.task", "progress": 100, "results": ["http://example.com/video.mp4"],
-    "status": "completed", "task_info": {"can_cancel": False}, "type": "video",
+    "created": 1756817821,
+    "id": "task-unified-1756817821-4x3rx6ny",
+    "model": "wan2.7-image-to-video",
+    "object": "video.generation.task",
+    "progress": 100,
+    "results": ["http://example.com/video.mp4"],
+    "status": "completed",
+    "task_info": {"can_cancel": False},
+    "type": "video",
 }
 FAILED_EXAMPLE = {
-    "created": 1756817821, "id": "task-unified-1756817821-4x3rx6ny", "model": "wan2.7-image-to-video",
-    "object": "video.generation.task", "progress": 0, "status": "failed", "task_info": {"can_cancel": False},
+    "created": 1756817821,
+    "id": "task-unified-1756817821-4x3rx6ny",
+    "model": "wan2.7-image-to-video",
+    "object": "video.generation.task",
+    "progress": 0,
+    "status": "failed",
+    "task_info": {"can_cancel": False},
     "type": "video",
-    "error": {"code": "invalid_parameters", "message": "image dimensions must be between 240 and 7680",
-              "type": "task_error"},
+    "error": {
+        "code": "invalid_parameters",
+        "message": "image dimensions must be between 240 and 7680",
+        "type": "task_error",
+    },
 }
 
 
@@ -184,8 +203,14 @@ def test_submit_sends_mode_quality_duration_and_prompt_extend_explicitly(offline
 
 def test_submit_sends_false_prompt_extend_720p_seed_and_negative_prompt(offline: EvolinkProvider) -> None:
     req = VideoRequest.model_validate(  # "720P" as a client may spell it
-        {"image_url": IMG, "resolution": "720P", "duration": 12, "prompt_extend": False, "seed": 42,
-         "negative_prompt": "blurry"}
+        {
+            "image_url": IMG,
+            "resolution": "720P",
+            "duration": 12,
+            "prompt_extend": False,
+            "seed": 42,
+            "negative_prompt": "blurry",
+        }
     )
     body = json.loads(offline.submit(req, None).content)
     assert body["quality"] == "720p"
@@ -317,8 +342,14 @@ def test_unknown_status_word_is_an_error_keeping_the_raw_body(offline: EvolinkPr
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(400, "invalid_request"), (400, "invalid_task_id"), (401, "unauthorized"), (402, "insufficient_quota"),
-     (403, "model_access_denied"), (404, "task_not_found")],
+    [
+        (400, "invalid_request"),
+        (400, "invalid_task_id"),
+        (401, "unauthorized"),
+        (402, "insufficient_quota"),
+        (403, "model_access_denied"),
+        (404, "task_not_found"),
+    ],
 )
 def test_http_errors_become_rejections_with_evolinks_code(
     offline: EvolinkProvider, status: int, code: str
@@ -343,8 +374,9 @@ def test_server_errors_and_rate_limits_are_not_rejections(offline: EvolinkProvid
 # -- against the simulator --------------------------------------------------------------------------
 
 
-def test_submit_answer_follows_the_documented_shape(sim: EvolinkSimulator, adapter: EvolinkProvider,
-                                                    client: ProviderClient, sample_url: str) -> None:
+def test_submit_answer_follows_the_documented_shape(
+    sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient, sample_url: str
+) -> None:
     sim.faults.stall = True
     answer = client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=4), None), is_submit=True)
     body = answer.json()
@@ -456,8 +488,15 @@ def test_generation_mode_may_be_omitted_for_the_six_combinations(
         ({"generation_mode": "first_last_frame"}, "image_end"),
         ({"generation_mode": "first_last_frame", "image_end": LAST, "video_urls": [CLIP]}, "video_urls"),
         ({"generation_mode": "video_continuation"}, "video_urls"),
-        ({"generation_mode": "video_continuation", "image_start": None, "video_urls": [CLIP],
-          "audio_urls": [AUDIO]}, "audio_urls"),
+        (
+            {
+                "generation_mode": "video_continuation",
+                "image_start": None,
+                "video_urls": [CLIP],
+                "audio_urls": [AUDIO],
+            },
+            "audio_urls",
+        ),
         ({"generation_mode": "video_continuation", "video_urls": [CLIP]}, "image_start"),
         ({"generation_mode": "sideways"}, "generation_mode"),
         ({"model": "wan2.6-image-to-video"}, "model"),
@@ -499,8 +538,12 @@ def test_long_prompts_are_truncated_not_refused(
     sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient
 ) -> None:
     sim.faults.stall = True
-    body = {"model": "wan2.7-image-to-video", "image_start": IMG, "prompt": "p" * 6000,
-            "negative_prompt": "n" * 600}
+    body = {
+        "model": "wan2.7-image-to-video",
+        "image_start": IMG,
+        "prompt": "p" * 6000,
+        "negative_prompt": "n" * 600,
+    }
     task_id = adapter.parse_submit(client.send(adapter.request("POST", "/v1/videos/generations", body)))
     assert len(sim.tasks[task_id].request["prompt"]) == 5000
     assert len(sim.tasks[task_id].request["negative_prompt"]) == 500

@@ -43,7 +43,9 @@ SIMULATORS: dict[str, Callable[..., NovitaSimulator]] = {
     "highway": highway_simulator,
 }
 IMAGE, LAST, CLIP, AUDIO = (
-    "https://in.example/first.png", "https://in.example/last.png", "https://in.example/clip.mp4",
+    "https://in.example/first.png",
+    "https://in.example/last.png",
+    "https://in.example/clip.mp4",
     "https://in.example/beat.mp3",
 )
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -106,6 +108,7 @@ def response(status: int, body: Any) -> httpx.Response:
 
 # -- the adapter, sans I/O: built requests ---------------------------------------------------------
 
+
 def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="key-1")
     built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), None)
@@ -126,7 +129,12 @@ def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
 def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
     req = VideoRequest(
-        image_url=IMAGE, resolution="720p", duration=12, prompt_extend=False, watermark=True, seed=0,
+        image_url=IMAGE,
+        resolution="720p",
+        duration=12,
+        prompt_extend=False,
+        watermark=True,
+        seed=0,
         negative_prompt="blur",
     )
     body = json.loads(adapter.submit(req, None).content)
@@ -195,6 +203,7 @@ def test_there_is_no_cancel_endpoint() -> None:
 
 # -- the adapter, sans I/O: parsing documented answers ---------------------------------------------
 
+
 def documented_result(status: str, **task: Any) -> dict[str, Any]:
     """The Task Result API skeleton from providers.md §2, with `status` (and task fields) filled in."""
     return {
@@ -202,11 +211,21 @@ def documented_result(status: str, **task: Any) -> dict[str, Any]:
             "seed": "<string>",
             "enable_nsfw_detection": True,
             "debug_info": {
-                "request_info": "", "submit_time_ms": "", "execute_time_ms": "", "complete_time_ms": ""
+                "request_info": "",
+                "submit_time_ms": "",
+                "execute_time_ms": "",
+                "complete_time_ms": "",
             },
         },
-        "task": {"task_id": "<string>", "status": status, "reason": "<string>", "task_type": "<string>",
-                 "eta": 123, "progress_percent": 123, **task},
+        "task": {
+            "task_id": "<string>",
+            "status": status,
+            "reason": "<string>",
+            "task_type": "<string>",
+            "eta": 123,
+            "progress_percent": 123,
+            **task,
+        },
         "images": [{"image_url": "", "image_url_ttl": 123, "image_type": ""}],
         "videos": [
             {"video_url": "https://cdn.example/v.mp4", "video_url_ttl": "<string>", "video_type": "<string>"}
@@ -227,8 +246,11 @@ def test_parse_documented_success() -> None:
     body = documented_result("TASK_STATUS_SUCCEED", reason="", eta=0, progress_percent=100)
     status = adapter.parse_status(response(200, body))
     assert status == ProviderStatus(
-        state=ProviderState.SUCCEEDED, raw_status="TASK_STATUS_SUCCEED", progress=100,
-        result_url="https://cdn.example/v.mp4", eta_seconds=0,
+        state=ProviderState.SUCCEEDED,
+        raw_status="TASK_STATUS_SUCCEED",
+        progress=100,
+        result_url="https://cdn.example/v.mp4",
+        eta_seconds=0,
     )
 
 
@@ -297,6 +319,7 @@ def test_429_and_503_are_rate_limit_and_unavailable() -> None:
 
 
 # -- against the simulator (novita and highway) ----------------------------------------------------
+
 
 def test_submit_progresses_to_success_with_a_downloadable_mp4(
     sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
@@ -450,6 +473,7 @@ def test_unknown_task_is_a_404_rejection(adapter: NovitaProvider, client: Provid
 
 
 # -- webhooks (Novita only) ------------------------------------------------------------------------
+
 
 @dataclass
 class Receiver:

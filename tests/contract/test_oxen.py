@@ -39,8 +39,11 @@ SUCCEEDED = {
     "status": "succeeded",
     "result_url": "https://hub.oxen.ai/api/repos/...",
     "error_message": None,
-    "enqueued_at": 1775091431, "started_at": 1775091432, "completed_at": 1775091590,
-    "aspect_ratio": "16:9", "duration": 10,
+    "enqueued_at": 1775091431,
+    "started_at": 1775091432,
+    "completed_at": 1775091590,
+    "aspect_ratio": "16:9",
+    "duration": 10,
 }
 FAILED = {**SUCCEEDED, "status": "failed", "result_url": None, "error_message": "Insufficient credits"}
 PROCESSING = {**SUCCEEDED, "status": "processing", "result_url": None, "completed_at": None}
@@ -75,8 +78,14 @@ def offline() -> OxenProvider:
 
 def test_submit_enqueues_the_model_with_every_value_explicit(offline: OxenProvider) -> None:
     req = VideoRequest(
-        prompt="a cat turns its head", negative_prompt="blur", image_url=IMAGE, resolution="720p", duration=7,
-        prompt_extend=False, watermark=True, seed=42,
+        prompt="a cat turns its head",
+        negative_prompt="blur",
+        image_url=IMAGE,
+        resolution="720p",
+        duration=7,
+        prompt_extend=False,
+        watermark=True,
+        seed=42,
     )
     built = offline.submit(req, "https://gateway.example/v1/callbacks/oxen/vid_1?token=t")
     assert built.method == "POST"
@@ -132,12 +141,14 @@ def test_each_media_combination_maps_to_oxens_fields(
 def test_status_and_cancel_address_the_generation(offline: OxenProvider) -> None:
     status = offline.status("bb8f5eb7-361e-4e13-ab73-67457bc8057e")
     assert (status.method, str(status.url)) == (
-        "GET", "https://hub.oxen.ai/api/ai/queue/bb8f5eb7-361e-4e13-ab73-67457bc8057e"
+        "GET",
+        "https://hub.oxen.ai/api/ai/queue/bb8f5eb7-361e-4e13-ab73-67457bc8057e",
     )
     cancel = offline.cancel("bb8f5eb7-361e-4e13-ab73-67457bc8057e")
     assert cancel is not None
     assert (cancel.method, str(cancel.url)) == (
-        "DELETE", "https://hub.oxen.ai/api/ai/queue/bb8f5eb7-361e-4e13-ab73-67457bc8057e"
+        "DELETE",
+        "https://hub.oxen.ai/api/ai/queue/bb8f5eb7-361e-4e13-ab73-67457bc8057e",
     )
 
 
@@ -269,7 +280,9 @@ def test_generation_body_has_the_documented_fields_and_echoes_parameters(
     body = client.send(adapter.status(task_id)).json()
     assert body["generation_id"] == task_id
     assert (body["model_name"], body["prompt"], body["media_type"]) == (
-        "wan-v2-7-image-to-video", "a slow zoom", "video"
+        "wan-v2-7-image-to-video",
+        "a slow zoom",
+        "video",
     )
     assert body["error_message"] is None
     assert body["enqueued_at"] <= body["started_at"] <= body["completed_at"]
@@ -328,13 +341,19 @@ def test_bad_parameters_are_accepted_then_fail_when_the_generation_runs(
         ({"model": "claude-sonnet-4-6"}, 400, None, ":unsupported_media_type"),
         (
             {"model": "wan-v2-7-image-to-video", "num_generations": 5},
-            400, "invalid_params", "num_generations must be an integer between 1 and 4",
+            400,
+            "invalid_params",
+            "num_generations must be an integer between 1 and 4",
         ),
         ({"model": "wan-v2-7-image-to-video", "target_namespace": "someone-else"}, 403, "forbidden", None),
     ],
 )
 def test_enqueue_checks_only_model_count_and_account(
-    adapter: OxenProvider, client: ProviderClient, body: dict[str, Any], status: int, code: str | None,
+    adapter: OxenProvider,
+    client: ProviderClient,
+    body: dict[str, Any],
+    status: int,
+    code: str | None,
     message: str | None,
 ) -> None:
     with pytest.raises(ProviderRejected) as caught:
@@ -357,9 +376,11 @@ def test_num_generations_enqueues_that_many_generations(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient
 ) -> None:
     sim.faults.stall = True
-    resp = client.send(adapter.request(
-        "POST", "/api/ai/queue", {"model": "wan-v2-7-image-to-video", "prompt": "p", "num_generations": 3}
-    ))
+    resp = client.send(
+        adapter.request(
+            "POST", "/api/ai/queue", {"model": "wan-v2-7-image-to-video", "prompt": "p", "num_generations": 3}
+        )
+    )
     generations = resp.json()["generations"]
     assert [g["status"] for g in generations] == ["queued"] * 3
     assert len({g["generation_id"] for g in generations}) == 3

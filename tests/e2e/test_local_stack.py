@@ -5,109 +5,18 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import av
 import boto3
 import httpx
 import pytest
 
-from i2v.local.simulator import Faults, Simulator
+from i2v.local.simulator import Simulator
 from i2v.local.stack import LocalStack
 from i2v.service import gateway
-from tests.support import load_event
+from tests.e2e.flows import bus_events, create, finished, stored_item, tasks_for_key, upload_event, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(moto_endpoint: str) -> Iterator[LocalStack]:
-    with LocalStack(aws_endpoint=moto_endpoint, sweep_every=0.5, poll_interval=1) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def events_queue(stack: LocalStack) -> str:
-    """Every event the gateway puts on its bus, copied to a queue the tests can read."""
-    assert stack.resources is not None
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="test-bus-copy")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.resources.refs["EventBus"]
-    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
-    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return str(url)
-
-
-@pytest.fixture
-def sim(stack: LocalStack) -> Iterator[Simulator]:
-    simulator = stack.simulators["local"]
-    simulator.faults = Faults()
-    yield simulator
-    simulator.faults = Faults()
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def image_url(stack: LocalStack, api: httpx.Client) -> str:
-    ticket = api.post("/v1/uploads", json={"filename": "sample.png", "content_type": "image/png"}).json()
-    with open("assets/sample.png", "rb") as fh:
-        httpx.put(
-            ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}
-        ).raise_for_status()
-    return str(ticket["url"])
-
-
-def wait_for(check: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {seconds} s")
-
-
-def finished(api: httpx.Client, task_id: str, seconds: float = 30) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        view: dict[str, Any] = api.get(f"/v1/videos/{task_id}").json()
-        return view if view["status"] in ("succeeded", "failed", "cancelled", "timed_out") else None
-
-    result: dict[str, Any] = wait_for(done, seconds)
-    return result
-
-
-def stored_item(task_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = gateway().store.table.get_item(Key={"pk": f"TASK#{task_id}"}, ConsistentRead=True)[
-        "Item"
-    ]
-    return item
-
-
-def bus_events(queue_url: str, task_id: str) -> list[dict[str, Any]]:
-    sqs, found = boto3.client("sqs"), []
-    while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        if not got.get("Messages"):
-            return [e for e in found if e["detail"]["id"] == task_id]
-        for message in got["Messages"]:
-            found.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def create(api: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-    resp = api.post("/v1/videos", json=body, headers=headers)
-    assert resp.status_code == 202, resp.text
-    created: dict[str, Any] = resp.json()
-    return created
 
 
 def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(
@@ -246,17 +155,6 @@ def test_listing_pages_newest_first(sim: Simulator, api: httpx.Client, image_url
     rest = api.get("/v1/videos", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert rest["items"][0]["id"] == ids[0]
     assert api.get("/v1/videos", params={"cursor": "garbage"}).status_code == 422
-
-
-def upload_event(bucket: str, key: str, etag: str) -> dict[str, Any]:
-    event = load_event("s3_put.json")
-    event["Records"][0]["s3"]["bucket"]["name"] = bucket
-    event["Records"][0]["s3"]["object"].update(key=key, eTag=etag)
-    return event
-
-
-def tasks_for_key(api: httpx.Client, key: str) -> list[dict[str, Any]]:
-    return [t for t in api.get("/v1/videos", params={"limit": 100}).json()["items"] if t["source_key"] == key]
 
 
 def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from i2v.config import get_settings
 from i2v.media import presign_put
 from i2v.models import (
     FieldError,
+    ProviderHealth,
     RequestProblem,
     TaskPage,
     TaskView,
@@ -138,11 +139,16 @@ class ProviderInfo(BaseModel):
     audio: bool
     callback: bool
     cancel: bool
+    status: Literal["ok", "degraded"] = Field(description="degraded: several recent submits failed")
+    health: ProviderHealth
 
 
-@app.get("/v1/providers", summary="Configured providers and what each can do")
+@app.get("/v1/providers", summary="Configured providers, what each can do, and how each is doing")
 def list_providers() -> list[ProviderInfo]:
     tenant()
+    providers = gateway().providers
+    health = gateway().store.provider_health(providers)
+    now = gateway().now()
     return [
         ProviderInfo(
             name=name,
@@ -152,8 +158,10 @@ def list_providers() -> list[ProviderInfo]:
             audio=p.capabilities.audio,
             callback=p.capabilities.callback,
             cancel=p.capabilities.cancel,
+            status="degraded" if health[name].degraded(now) else "ok",
+            health=health[name],
         )
-        for name, p in gateway().providers.items()
+        for name, p in providers.items()
     ]
 
 

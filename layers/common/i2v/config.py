@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     default_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])
     task_deadline_seconds: int = 3600
     poll_interval_seconds: int = 15
+    # Longer than any one submit can take (retries and Retry-After included): until then the sweeper leaves
+    # an accepted task to the function submitting it; after it, the task is treated as interrupted.
+    submit_grace_seconds: int = 120
     presign_seconds: int = 900
     due_shards: int = 4
     task_ttl_days: int = 30

@@ -157,9 +157,22 @@ def _mode_mismatch(asked: Mode, derived: Mode) -> str:
 class Attempt(BaseModel):
     provider: str
     at: str
-    outcome: Literal["sent", "accepted", "rejected", "error"]
+    outcome: Literal["sent", "accepted", "rejected", "unknown"]
     detail: str = ""
     provider_task_id: str | None = None
+
+
+class ProviderHealth(BaseModel):
+    """Recent submit outcomes of one provider, kept to route around a failing host."""
+
+    consecutive_failures: int = 0
+    last_success_at: int | None = None
+    last_failure_at: int | None = None
+    last_error: str | None = None
+
+    def degraded(self, now: int, threshold: int = 3, window: int = 300) -> bool:
+        recent = self.last_failure_at is not None and now - self.last_failure_at < window
+        return recent and self.consecutive_failures >= threshold
 
 
 class Output(BaseModel):

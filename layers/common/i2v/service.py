@@ -55,6 +55,7 @@ from i2v.store import TaskStore, new_task_id
 logger = Logger(child=True)
 
 INGEST_LEASE_SECONDS = 600
+RECONCILE_SECONDS = 900  # how long a submit with a lost answer waits for the provider's callback
 INGEST_RECHECK_SECONDS = 120  # if the ingest message is lost, the sweeper looks again after this
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -127,7 +128,8 @@ class Gateway:
             created_at=now,
             updated_at=now,
             deadline_at=now + self.settings.task_deadline_seconds,
-            next_poll_at=now + self.settings.poll_interval_seconds,  # the sweeper's safety net from the start
+            # The sweeper's safety net from the start, but not before this submit could have finished.
+            next_poll_at=now + self.settings.submit_grace_seconds,
         )
         idem = (idempotency_key, request_hash(req)) if idempotency_key else None
         stored, created = self.store.create(task, idem)
@@ -160,6 +162,9 @@ class Gateway:
             return asked
         order = [n for n in self.settings.default_providers if n in self.providers]
         eligible = [n for n in order if self.providers[n].capabilities.refusal(req, mode) is None]
+        # A host failing right now goes last rather than first; it stays as a last resort.
+        health = self.store.provider_health(eligible)
+        eligible.sort(key=lambda n: health[n].degraded(self.now()))
         if not eligible:
             raise RequestProblem(
                 422,
@@ -200,18 +205,33 @@ class Gateway:
                 callback = f"{self.settings.base_url()}/v1/callbacks/{name}/{task.id}?token={token}"
             # Record the send before it happens: after a crash this says "it may be there".
             attempts.append(Attempt(provider=name, at=iso(self.now()), outcome="sent"))
-            self.store.update(task.id, attempts=attempts)
+            self.store.update(
+                task.id, attempts=attempts, next_poll_at=self.now() + self.settings.submit_grace_seconds
+            )
             try:
                 provider_task_id = provider.parse_submit(
                     self.client.send(provider.submit(req, callback), is_submit=True)
                 )
             except SubmitOutcomeUnknown as exc:
-                attempts[-1] = attempts[-1].model_copy(update={"outcome": "error", "detail": str(exc)})
+                # The job may exist: never send it again, here or elsewhere (that could bill it twice).
+                self.store.record_provider_outcome(name, ok=False, error=str(exc))
+                attempts[-1] = attempts[-1].model_copy(
+                    update={"outcome": "unknown", "detail": str(exc)[:500]}
+                )
+                if provider.capabilities.callback:
+                    # Its callback will name the job: wait for it (the sweeper fails the task if none comes).
+                    until = min(task.deadline_at, self.now() + RECONCILE_SECONDS)
+                    # Conditional: its callback may already have named the job and moved the task on.
+                    moved = self.store.update(
+                        task.id, [Status.ACCEPTED], attempts=attempts, next_poll_at=until
+                    )
+                    return moved or self._reload(task.id)
                 return self._fail(
                     task.id, attempts, "submit_outcome_unknown", f"{name}: {exc}; not resubmitted"
                 )
             except ProviderError as exc:
                 logger.warning("provider refused submit", provider=name, task_id=task.id, error=str(exc))
+                self.store.record_provider_outcome(name, ok=False, error=str(exc))
                 attempts[-1] = attempts[-1].model_copy(
                     update={"outcome": "rejected", "detail": str(exc)[:500]}
                 )
@@ -220,6 +240,7 @@ class Gateway:
                     code=exc.code or "provider_error", message=f"{name}: {exc}", raw=exc.raw or None
                 )
                 continue
+            self.store.record_provider_outcome(name, ok=True)
             attempts[-1] = attempts[-1].model_copy(
                 update={"outcome": "accepted", "provider_task_id": provider_task_id}
             )
@@ -261,16 +282,55 @@ class Gateway:
         return task
 
     # -- completion: callbacks and polling --------------------------------------------------------
-    def on_callback(self, provider: str, task_id: str, token: str) -> Task:
+    def on_callback(self, provider: str, task_id: str, token: str, body: bytes = b"") -> Task:
         """Verify the per-task token, then trust only what the provider's status API says."""
         if not hmac.compare_digest(self.callback_token(task_id), token):
             raise RequestProblem(401, "Invalid callback token")
         task = self.store.get(task_id)
-        if task is None or task.provider != provider:
+        last = task.attempts[-1] if task and task.attempts else None
+        if task is None or provider != (task.provider or (last.provider if last else None)):
             raise RequestProblem(404, "Unknown task")
         if task.status.terminal:
             return task
+        if task.status is Status.ACCEPTED and last is not None and last.outcome in ("sent", "unknown"):
+            # Sent, but no provider id recorded yet: a slow or lost submit answer. The callback names the job.
+            return self._reconcile(task, body)
         return self.refresh(task)
+
+    def _reconcile(self, task: Task, body: bytes) -> Task:
+        """A submit whose answer was lost: the callback names the provider's job; adopt it once confirmed."""
+        last = task.attempts[-1]
+        provider = self.providers.get(last.provider)
+        provider_task_id = provider.callback_task_id(body) if provider else None
+        if provider is None or not provider_task_id:
+            return task
+        try:  # the body is only a hint: the provider's status API must know the job
+            status = provider.parse_status(self.client.send(provider.status(provider_task_id)))
+        except ProviderError as exc:
+            logger.warning(
+                "callback named a job the provider does not confirm", task_id=task.id, error=str(exc)
+            )
+            return task
+        attempts = [
+            *task.attempts[:-1],
+            last.model_copy(
+                update={
+                    "outcome": "accepted",
+                    "provider_task_id": provider_task_id,
+                    "detail": "job id learnt from its callback",
+                }
+            ),
+        ]
+        moved = self.store.transition(
+            task.id,
+            Status.SUBMITTED,
+            expect=[Status.ACCEPTED],
+            provider=last.provider,
+            provider_task_id=provider_task_id,
+            attempts=attempts,
+            next_poll_at=self.now() + self.settings.poll_interval_seconds,
+        )
+        return self.record_status(moved, status) if moved else self._reload(task.id)
 
     def refresh(self, task: Task) -> Task:
         """Ask the provider where the task is and record it; a finished result goes to the ingest queue."""
@@ -349,13 +409,14 @@ class Gateway:
             if self.now() >= task.deadline_at:
                 return self._time_out(task)
             if task.status is Status.ACCEPTED:
-                if task.attempts and task.attempts[-1].outcome == "sent":
-                    # We crashed between sending and hearing back: the job may exist. Do not pay twice.
+                if task.attempts and task.attempts[-1].outcome in ("sent", "unknown"):
+                    # A crash between sending and hearing back, or a lost answer no callback explained in
+                    # time: the job may exist at the provider. Do not pay twice.
                     self._fail(
                         task.id,
                         task.attempts,
                         "submit_outcome_unknown",
-                        "submit interrupted; not resubmitted",
+                        f"{task.attempts[-1].provider}: submit answer lost; not resubmitted",
                     )
                     return "failed"
                 return self.submit(task).status.value

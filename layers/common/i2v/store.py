@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from i2v.models import IN_FLIGHT, TERMINAL, RequestProblem, Status, Task
+from i2v.models import IN_FLIGHT, TERMINAL, ProviderHealth, RequestProblem, Status, Task
 
 BY_TENANT = "by_tenant"
 BY_DUE = "by_due"
@@ -169,12 +169,15 @@ class TaskStore:
             sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
         return self._update(task_id, sets, removes, allowed)
 
-    def update(self, task_id: str, **changes: Any) -> Task | None:
-        """Change fields of an in-flight task (progress, provider ids, next poll); None if it is terminal."""
+    def update(self, task_id: str, expect: Iterable[Status] = IN_FLIGHT, **changes: Any) -> Task | None:
+        """Change fields of a task whose status is one of `expect` (by default: any not finished).
+
+        None if it was not, so a stale writer cannot overwrite what a newer one recorded.
+        """
         sets: dict[str, Any] = {**changes, "updated_at": int(self.clock())}
         if "next_poll_at" in sets:
             sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
-        return self._update(task_id, sets, [], list(IN_FLIGHT))
+        return self._update(task_id, sets, [], [s for s in expect if s not in TERMINAL])
 
     def _update(
         self, task_id: str, sets: dict[str, Any], removes: list[str], expect: list[Status]
@@ -262,6 +265,31 @@ class TaskStore:
             )
             for item in page.get("Items", []):
                 yield str(item["pk"]).removeprefix("TASK#")
+
+    # -- provider health --------------------------------------------------------------------------
+    def record_provider_outcome(self, provider: str, ok: bool, error: str | None = None) -> None:
+        now = int(self.clock())
+        if ok:
+            expression, values = (
+                "SET consecutive_failures = :zero, last_success_at = :now",
+                {":zero": 0, ":now": now},
+            )
+        else:
+            expression = "SET last_failure_at = :now, last_error = :error ADD consecutive_failures :one"
+            values = {":now": now, ":error": (error or "")[:300], ":one": 1}
+        self.table.update_item(
+            Key={"pk": f"HEALTH#{provider}"}, UpdateExpression=expression, ExpressionAttributeValues=values
+        )
+
+    def provider_health(self, providers: Iterable[str]) -> dict[str, ProviderHealth]:
+        names = list(providers)
+        if not names:
+            return {}
+        got = self.table.meta.client.batch_get_item(
+            RequestItems={self.table_name: {"Keys": [{"pk": f"HEALTH#{n}"} for n in names]}}
+        )
+        found = {str(item["pk"]).removeprefix("HEALTH#"): item for item in got["Responses"][self.table_name]}
+        return {n: ProviderHealth.model_validate(_plain(found.get(n, {}))) for n in names}
 
     # -- api keys ---------------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str) -> None:

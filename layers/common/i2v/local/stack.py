@@ -149,6 +149,7 @@ class LocalStack:
         render_scale: float = 1.0,
         sweep_every: float = 2.0,
         poll_interval: int = 2,
+        http_timeout: float | None = None,
         aws_endpoint: str | None = None,
         aws_port: int = 0,
         simulator_ports: dict[str, int] | None = None,
@@ -162,6 +163,7 @@ class LocalStack:
         self.render_scale = render_scale
         self.sweep_every = sweep_every
         self.poll_interval = poll_interval
+        self.http_timeout = http_timeout
         self.endpoint = ""
         self.resources: LocalResources | None = None
         self.simulators: dict[str, Simulator] = {}
@@ -211,6 +213,8 @@ class LocalStack:
             I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval),
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         )
+        if self.http_timeout is not None:
+            env["I2V_HTTP_TIMEOUT_SECONDS"] = str(self.http_timeout)
         os.environ.update(env)
         reset_caches()
         self._wire()

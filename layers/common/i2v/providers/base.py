@@ -126,6 +126,7 @@ class Provider(Protocol):
     def status(self, provider_task_id: str) -> httpx.Request: ...
     def parse_status(self, resp: httpx.Response) -> ProviderStatus: ...
     def cancel(self, provider_task_id: str) -> httpx.Request | None: ...
+    def callback_task_id(self, body: bytes) -> str | None: ...
 
 
 @dataclass
@@ -135,6 +136,10 @@ class HttpProvider:
     base_url: str
     api_key: str
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def callback_task_id(self, body: bytes) -> str | None:
+        """The provider's job id named in a callback body (a hint, confirmed by a status query), if any."""
+        return None
 
     def request(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
@@ -170,6 +175,15 @@ def json_body(resp: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProviderError("response is not a JSON object", status_code=resp.status_code, raw=resp.text)
     return data
+
+
+def callback_json(body: bytes) -> dict[str, Any]:
+    """A callback body as a JSON object, or {} when it is not one (callers treat every field as a hint)."""
+    try:
+        data = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _error_message(data: Any) -> str | None:

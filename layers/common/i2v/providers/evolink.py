@@ -20,6 +20,7 @@ from i2v.providers.base import (
     ProviderState,
     ProviderStatus,
     UnknownProviderStatus,
+    callback_json,
     json_body,
 )
 
@@ -125,6 +126,10 @@ class EvolinkProvider(HttpProvider):
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return None  # no cancel endpoint is documented (providers.md, section 4)
+
+    def callback_task_id(self, body: bytes) -> str | None:
+        task_id = callback_json(body).get("id")  # "consistent with the task query API response"
+        return task_id if isinstance(task_id, str) else None
 
 
 def _seed(seed: int) -> int:

@@ -19,6 +19,7 @@ from i2v.providers.base import (
     ProviderState,
     ProviderStatus,
     UnknownProviderStatus,
+    callback_json,
     json_body,
 )
 
@@ -83,3 +84,7 @@ class LocalProvider(HttpProvider):
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return self.request("POST", f"/v1/tasks/{provider_task_id}/cancel")
+
+    def callback_task_id(self, body: bytes) -> str | None:
+        task_id = callback_json(body).get("id")  # callbacks carry the task object
+        return task_id if isinstance(task_id, str) else None

@@ -22,6 +22,7 @@ from i2v.providers.base import (
     ProviderState,
     ProviderStatus,
     UnknownProviderStatus,
+    callback_json,
     json_body,
 )
 
@@ -89,6 +90,13 @@ class NovitaProvider(HttpProvider):
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return None  # Novita documents no cancel for async tasks
+
+    def callback_task_id(self, body: bytes) -> str | None:
+        event = callback_json(body)  # {"event_type": "ASYNC_TASK_RESULT", "payload": <task-result>}
+        payload = event.get("payload") if event.get("event_type") == "ASYNC_TASK_RESULT" else None
+        task = payload.get("task") if isinstance(payload, dict) else None
+        task_id = task.get("task_id") if isinstance(task, dict) else None
+        return task_id if isinstance(task_id, str) else None
 
 
 def highway(base_url: str, api_key: str) -> NovitaProvider:

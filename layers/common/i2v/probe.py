@@ -1,0 +1,632 @@
+"""Probing input media before any provider is paid: read just the headers of each URL over HTTP Range
+requests and check them against the model's limits, so a bad input is a 422 rather than a failed job."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+Kind = Literal["image", "video", "audio"]
+
+_CHUNK = 64 * 1024  # read-ahead per range request: most headers fit in one, and requests cost more than bytes
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: Kind
+    format: str  # "jpeg" | "png" | "bmp" | "webp" | "mp4" | "mov" | "wav" | "mp3"
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None  # seconds, for video and audio
+    has_alpha: bool = False
+
+
+class ProbeError(Exception):
+    """The URL could not be fetched or read as the expected kind of media (message is user-facing)."""
+
+
+def probe(client: httpx.Client, url: str, kind: Kind, *, max_read: int = 4 * 1024 * 1024) -> MediaInfo:
+    """What `url` holds, read from its first bytes (and, for a clip, its moov box) only.
+
+    At most `max_read` bytes are fetched. httpx failures become ProbeError; anything else the client
+    raises (the URL guard's refusal) propagates for the caller to map.
+    """
+    if max_read <= 0:
+        raise ValueError("max_read must be positive")
+    reader = _READERS[kind]
+    try:
+        with _RangedFile(client, url, max_read) as file:
+            return reader(file)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ProbeError(f"could not fetch the file: {exc or type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class _Limits:
+    noun: str
+    formats: tuple[str, ...]
+    max_mb: int
+    sides: tuple[int, int] | None = None
+    seconds: tuple[int, int] | None = None
+    max_aspect: int = 8
+
+
+_LIMITS: dict[Kind, _Limits] = {
+    "image": _Limits("image", ("jpeg", "png", "bmp", "webp"), 20, sides=(240, 8000)),
+    "video": _Limits("clip", ("mp4", "mov"), 100, sides=(240, 4096), seconds=(2, 10)),
+    "audio": _Limits("audio", ("wav", "mp3"), 15, seconds=(2, 30)),
+}
+
+
+def limit_violations(info: MediaInfo, *, forbid_alpha: bool = False) -> list[str]:
+    """Human messages for every limit the media breaks, each naming the limit, e.g.
+    'image is 200x300 px; each side must be 240-8000 px', 'clip is 12.0 s; it must be 2-10 s'.
+    Empty if fine."""
+    limits = _LIMITS[info.kind]
+    noun = limits.noun
+    problems: list[str] = []
+    if info.format not in limits.formats:
+        names = [name.upper() for name in limits.formats]
+        allowed = f"{', '.join(names[:-1])} or {names[-1]}"
+        problems.append(f"{noun} is {info.format.upper() or 'of unknown format'}; it must be {allowed}")
+    if limits.sides is not None:
+        low, high = limits.sides
+        if info.width is None or info.height is None:
+            problems.append(f"{noun} size is unknown; each side must be {low}-{high} px")
+        else:
+            size = f"{info.width}x{info.height} px"
+            if not (low <= info.width <= high and low <= info.height <= high):
+                problems.append(f"{noun} is {size}; each side must be {low}-{high} px")
+            short, long = sorted((info.width, info.height))
+            if long > short * limits.max_aspect:
+                factor = f"{long / short:.1f}" if short > 0 else "∞"
+                ratio = f"{factor}:1" if info.width >= info.height else f"1:{factor}"
+                problems.append(
+                    f"{noun} is {size} ({ratio}); its aspect ratio must be between "
+                    f"1:{limits.max_aspect} and {limits.max_aspect}:1"
+                )
+    if limits.seconds is not None:
+        low, high = limits.seconds
+        if info.duration is None:
+            problems.append(f"{noun} duration is unknown; it must be {low}-{high} s")
+        elif not low <= info.duration <= high:
+            problems.append(f"{noun} is {_seconds(info.duration, (low, high))} s; it must be {low}-{high} s")
+    if info.size_bytes > limits.max_mb * _MB:
+        # Rounded up, so a file just over the limit never reads as exactly the limit.
+        problems.append(
+            f"{noun} is {math.ceil(info.size_bytes / _MB * 10) / 10:.1f} MB; "
+            f"it must be at most {limits.max_mb} MB"
+        )
+    if forbid_alpha and info.has_alpha:
+        problems.append(f"{noun} has transparency (an alpha channel); this provider needs it opaque")
+    return problems
+
+
+def _seconds(value: float, bounds: tuple[int, int]) -> str:
+    """One decimal, unless that would print a bound the value is outside of (10.02 s is not '10.0 s')."""
+    text = f"{value:.1f}"
+    return f"{value:.3f}" if float(text) in bounds else text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A file over HTTP Range requests
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
+
+
+class _RangedFile(io.RawIOBase):
+    """A read-only, seekable view of a URL that fetches only the chunks read, caching them.
+
+    Falls back to reading the start of the body sequentially when the server ignores Range; either way
+    fetching more than `max_read` bytes in total is a ProbeError.
+    """
+
+    def __init__(self, client: httpx.Client, url: str, max_read: int) -> None:
+        super().__init__()
+        self._client = client
+        self._url = url
+        self.max_read = max_read
+        self._chunk = min(_CHUNK, max_read)
+        self._pos = 0
+        self.fetched = 0
+        self.size: int | None = None
+        self._chunks: dict[int, bytes] = {}  # chunk index -> its bytes, when the server honours Range
+        self._stream: httpx.Response | None = None  # the open 200 body, when it does not
+        self._pieces: Iterator[bytes] = iter(())
+        self._head = bytearray()  # the first bytes of that body, all of them so far
+        self._open()
+
+    # -- fetching
+
+    def _open(self) -> None:
+        response = self._request(0, self._chunk - 1)
+        if response.status_code == 200:
+            self._stream = response
+            length = response.headers.get("content-length", "")
+            self.size = int(length) if length.isdigit() else None
+            self._pieces = response.iter_bytes(self._chunk)
+        else:
+            self._store(response, 0, self._chunk - 1)
+
+    def _request(self, first: int, last: int) -> httpx.Response:
+        if self.fetched + (last - first + 1) > self.max_read:
+            raise self._over_budget()
+        # identity: Range counts bytes of the encoded body, and compressed media gains nothing anyway.
+        request = self._client.build_request(
+            "GET", self._url, headers={"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
+        )
+        response = self._client.send(request, stream=True)
+        if response.status_code in (200, 206):
+            return response
+        response.close()
+        if response.status_code == 416:
+            unsatisfied = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+            if first == 0 and (unsatisfied is None or unsatisfied[1] == "0"):
+                raise ProbeError("the file is empty")
+            if first > 0:  # read past the end of a file whose size we did not know
+                self.size = int(unsatisfied[1]) if unsatisfied else first
+                return response
+        raise ProbeError(f"could not fetch the file: HTTP {response.status_code} {response.reason_phrase}")
+
+    def _store(self, response: httpx.Response, first: int, last: int) -> None:
+        """Cache the body of the range response for bytes first..last (chunk-aligned at first)."""
+        try:
+            if response.status_code == 416:
+                return
+            if response.status_code != 206:
+                raise ProbeError("the server stopped honouring Range requests")
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+            if match is None:
+                raise ProbeError("the server answered a Range request without a valid Content-Range")
+            start, end = int(match[1]), int(match[2])
+            if match[3] != "*":
+                self.size = int(match[3])
+            elif end < last:
+                self.size = end + 1  # a short answer of unknown total ends at the end of the file
+            expected_end = min(last, self.size - 1) if self.size is not None else last
+            if start != first or end != expected_end:
+                raise ProbeError("the server answered a different byte range than the one asked for")
+            body = self._read_body(response, end - start + 1)
+        finally:
+            response.close()
+        if len(body) != end - start + 1:
+            raise ProbeError("the server sent fewer bytes than its Content-Range announced")
+        for offset in range(0, len(body), self._chunk):
+            self._chunks[(first + offset) // self._chunk] = body[offset : offset + self._chunk]
+
+    def _read_body(self, response: httpx.Response, length: int) -> bytes:
+        body = bytearray()
+        for piece in response.iter_bytes(self._chunk):
+            self.fetched += len(piece)
+            body += piece
+            if len(body) >= length:
+                break  # a server sending more than it announced gets no more of our time
+        return bytes(body[:length])
+
+    def _fill(self, start: int, end: int) -> None:
+        """Make bytes start..end-1 (already clipped to the size) available."""
+        if end - start > self.max_read:  # could never all be in hand, so fail before asking for any
+            raise self._over_budget()
+        if self._stream is not None:
+            while len(self._head) < end:
+                if end > self.max_read:
+                    raise self._over_budget()
+                piece = next(self._pieces, None)
+                if piece is None:
+                    self.size = len(self._head)
+                    return
+                self.fetched += len(piece)
+                self._head += piece
+            return
+        first, last = start // self._chunk, (end - 1) // self._chunk
+        missing = [index for index in range(first, last + 1) if index not in self._chunks]
+        runs: list[list[int]] = []
+        for index in missing:  # one request per run of adjacent missing chunks
+            if runs and runs[-1][-1] == index - 1:
+                runs[-1].append(index)
+            else:
+                runs.append([index])
+        for run in runs:
+            low = run[0] * self._chunk
+            high = (run[-1] + 1) * self._chunk - 1
+            if self.size is not None:
+                high = min(high, self.size - 1)
+            self._store(self._request(low, high), low, high)
+
+    def _over_budget(self) -> ProbeError:
+        hint = "; the server ignores Range requests" if self._stream is not None else ""
+        return ProbeError(f"could not read the header within {self.max_read} bytes{hint}")
+
+    # -- reading
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the server ignored Range, so only the start of the body can be read."""
+        return self._stream is not None
+
+    def read_at(self, position: int, count: int) -> bytes:
+        """Up to `count` bytes from `position`; fewer only at the end of the file."""
+        end = position + count
+        if self.size is not None:
+            end = min(end, self.size)
+        if position >= end:
+            return b""
+        self._fill(position, end)
+        if self._stream is not None:
+            return bytes(self._head[position:end])
+        pieces: list[bytes] = []
+        while position < end:
+            index, offset = divmod(position, self._chunk)
+            piece = self._chunks.get(index, b"")[offset : offset + end - position]
+            if not piece:
+                break  # past the end of a file whose size we learnt only now
+            pieces.append(piece)
+            position += len(piece)
+        return b"".join(pieces)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read_at(self._pos, len(view))
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == io.SEEK_END and self.size is not None:
+            position = self.size + offset
+        else:
+            raise io.UnsupportedOperation("cannot seek from the end of a file of unknown size")
+        if position < 0:
+            raise ValueError("negative seek position")
+        self._pos = position
+        return position
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        super().close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images
+
+
+_PILLOW_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp"}
+_PILLOW_NAMES = {**_PILLOW_FORMATS, "MPO": "jpeg"}  # Pillow names a JPEG with extra pictures (phones) MPO
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_NOT_AN_IMAGE = "not a JPEG, PNG, BMP or WEBP image"
+
+
+def _read_image(file: _RangedFile) -> MediaInfo:
+    head = file.read_at(0, 30)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        # Pillow reads a whole WEBP file to open it; the header says all we need.
+        width, height, has_alpha = _webp_header(head)
+        return MediaInfo("image", "webp", _size(file), width, height, has_alpha=has_alpha)
+    try:
+        # Only header-parsing plugins we accept are tried; nothing is decoded (no load()).
+        with Image.open(io.BufferedReader(file), formats=list(_PILLOW_FORMATS)) as image:
+            width, height = image.size
+            has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+            image_format = _PILLOW_NAMES.get(image.format or "")
+    except Image.DecompressionBombError as exc:
+        raise ProbeError("image has too many pixels; each side must be 240-8000 px") from exc
+    except UnidentifiedImageError as exc:
+        raise ProbeError(_NOT_AN_IMAGE) from exc
+    except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
+        raise ProbeError(f"not a readable image: {exc}") from exc
+    if image_format is None:
+        raise ProbeError(_NOT_AN_IMAGE)
+    return MediaInfo("image", image_format, _size(file), width, height, has_alpha=has_alpha)
+
+
+def _webp_header(head: bytes) -> tuple[int, int, bool]:
+    """(width, height, has alpha) from the first chunk of a WEBP file (RFC 9649)."""
+    if len(head) < 30:
+        raise ProbeError("not a readable image: the WEBP header is cut short")
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":  # lossy, never with alpha
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF, False
+    if chunk == b"VP8L" and head[20] == 0x2F:  # lossless: 14-bit sizes minus one, then the alpha hint
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
+    if chunk == b"VP8X":  # extended: flags, then 24-bit canvas sizes minus one
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+        return width, height, bool(head[20] & 0x10)
+    raise ProbeError(_NOT_AN_IMAGE)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clips (ISO base media file format: MP4 and QuickTime MOV)
+
+
+_TOP_LEVEL_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}  # what a file opens with
+_NOT_A_CLIP = "not an MP4/MOV file"
+
+
+def _boxes(file: _RangedFile, start: int, end: int | None) -> Iterator[tuple[bytes, int, int | None]]:
+    """(type, payload offset, end offset) of each box from start to end, reading only box headers."""
+    position = start
+    while end is None or position + 8 <= end:
+        header = file.read_at(position, 16)
+        if len(header) < 8:
+            return
+        size, box_type = struct.unpack(">I4s", header[:8])
+        payload = position + 8
+        box_end: int | None
+        if size == 1:  # a 64-bit size follows the type
+            if len(header) < 16:
+                raise ProbeError(f"{_NOT_A_CLIP}: a box header is cut short")
+            size = struct.unpack(">Q", header[8:16])[0]
+            payload += 8
+        if size == 0:  # the box runs to the end of its container
+            box_end = end if end is not None else file.size
+        elif size < payload - position or (end is not None and position + size > end):
+            raise ProbeError(f"{_NOT_A_CLIP}: box '{box_type.decode('latin-1')}' has an impossible size")
+        else:
+            box_end = position + size
+        yield box_type, payload, box_end
+        if box_end is None:
+            return
+        position = box_end
+
+
+def _read_clip(file: _RangedFile) -> MediaInfo:
+    first = file.read_at(0, 12)
+    if len(first) < 8 or first[4:8] not in _TOP_LEVEL_BOXES:
+        raise ProbeError(_NOT_A_CLIP)
+    # Classic QuickTime files may have no ftyp at all.
+    clip_format = "mov" if first[4:8] != b"ftyp" or first[8:12] == b"qt  " else "mp4"
+    for box_type, payload, end in _boxes(file, 0, file.size):
+        if box_type == b"moov":  # the media data before it, if any, was stepped over unread
+            width, height, duration = _read_moov(file, payload, end)
+            return MediaInfo("video", clip_format, _size(file), width, height, duration)
+    raise ProbeError(f"{_NOT_A_CLIP}: it has no moov box (is the file complete?)")
+
+
+def _read_moov(file: _RangedFile, start: int, end: int | None) -> tuple[int, int, float]:
+    timescale = length = fragmented = 0
+    size: tuple[int, int] | None = None
+    for box_type, payload, box_end in _boxes(file, start, end):
+        if box_type == b"mvhd":
+            timescale, length = _movie_header(file.read_at(payload, 32))
+        elif box_type == b"trak" and size is None:
+            for child, child_payload, _ in _boxes(file, payload, box_end):
+                if child == b"tkhd":
+                    size = _track_size(file.read_at(child_payload, 96))
+        elif box_type == b"mvex":  # a fragmented MP4 may leave mvhd's duration empty and put it in mehd
+            for child, child_payload, _ in _boxes(file, payload, box_end):
+                if child == b"mehd":
+                    fragmented = _fragments_length(file.read_at(child_payload, 12))
+    if size is None:
+        raise ProbeError("the MP4/MOV file has no video track")
+    length = length or fragmented
+    if not timescale or not length:
+        raise ProbeError("the MP4/MOV file does not say how long it is")
+    return size[0], size[1], length / timescale
+
+
+def _movie_header(body: bytes) -> tuple[int, int]:
+    """(timescale, duration in it) from an mvhd: version 0 has 32-bit times, version 1 64-bit ones.
+
+    A duration of all ones means unknown, reported as 0.
+    """
+    if body[:1] == b"\x01" and len(body) >= 32:
+        timescale, length = struct.unpack(">IQ", body[20:32])
+        return timescale, 0 if length == 0xFFFFFFFFFFFFFFFF else length
+    if body[:1] == b"\x00" and len(body) >= 20:
+        timescale, length = struct.unpack(">II", body[12:20])
+        return timescale, 0 if length == 0xFFFFFFFF else length
+    raise ProbeError(f"{_NOT_A_CLIP}: the mvhd box is cut short or of an unknown version")
+
+
+def _fragments_length(body: bytes) -> int:
+    """A mehd's fragment duration, in the movie's timescale."""
+    if body[:1] == b"\x01" and len(body) >= 12:
+        return int.from_bytes(body[4:12], "big")
+    return int.from_bytes(body[4:8], "big") if len(body) >= 8 else 0
+
+
+def _track_size(body: bytes) -> tuple[int, int] | None:
+    """A tkhd's width and height (16.16 fixed point); None for a track with no picture (audio)."""
+    offset = 88 if body[:1] == b"\x01" else 76
+    if len(body) < offset + 8:
+        raise ProbeError(f"{_NOT_A_CLIP}: the tkhd box is cut short")
+    width, height = struct.unpack(">II", body[offset : offset + 8])
+    width, height = round(width / 65536), round(height / 65536)
+    return (width, height) if width and height else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Audio (WAV and MP3)
+
+
+_NOT_AUDIO = "not a WAV or MP3 file"
+
+
+def _read_audio(file: _RangedFile) -> MediaInfo:
+    head = file.read_at(0, 12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        audio_format, duration = "wav", _wav_duration(file)
+    else:
+        audio_format, duration = "mp3", _mp3_duration(file)
+    return MediaInfo("audio", audio_format, _size(file), duration=duration)
+
+
+def _wav_duration(file: _RangedFile) -> float:
+    """Data chunk size over the fmt chunk's byte rate; chunks in between are stepped over unread."""
+    byte_rate: int | None = None
+    data_size: int | None = None
+    position = 12
+    while byte_rate is None or data_size is None:
+        header = file.read_at(position, 8)
+        if len(header) < 8:
+            break
+        chunk, size = struct.unpack("<4sI", header)
+        if chunk == b"fmt ":
+            fmt = file.read_at(position + 8, 16)
+            if len(fmt) < 16:
+                raise ProbeError(f"{_NOT_AUDIO}: the WAV fmt chunk is cut short")
+            byte_rate = struct.unpack("<I", fmt[8:12])[0]
+        elif chunk == b"data":
+            data_size = size
+            # A streamed WAV leaves the size 0 or all ones; the data then runs to the end.
+            if file.size is not None and (size in (0, 0xFFFFFFFF) or position + 8 + size > file.size):
+                data_size = file.size - position - 8
+        position += 8 + size + (size & 1)  # chunks are padded to an even length
+    if not byte_rate or data_size is None:
+        raise ProbeError(f"{_NOT_AUDIO}: the WAV file has no fmt or data chunk")
+    return data_size / byte_rate
+
+
+@dataclass(frozen=True)
+class _Mp3Frame:
+    mpeg1: bool
+    version: int
+    bitrate: int  # bit/s
+    sample_rate: int
+    mono: bool
+    length: int  # bytes, header included
+
+    @property
+    def samples(self) -> int:
+        return 1152 if self.mpeg1 else 576
+
+    @property
+    def side_info(self) -> int:
+        """Bytes between the header and where a Xing/Info tag would start."""
+        if self.mpeg1:
+            return 17 if self.mono else 32
+        return 9 if self.mono else 17
+
+
+# Layer III bitrates (kbit/s) by index; sample rates by the version bits (3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5).
+_MP3_BITRATES = {
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_MP3_SEARCH = 64 * 1024  # how far past the tags to look for the first frame (some files carry junk)
+
+
+def _mp3_frame(header: bytes) -> _Mp3Frame | None:
+    if len(header) < 4:
+        return None
+    bits = int.from_bytes(header[:4], "big")
+    version, layer = bits >> 19 & 3, bits >> 17 & 3
+    bitrate_index, rate_index = bits >> 12 & 15, bits >> 10 & 3
+    if bits >> 21 != 0x7FF or version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None  # not a frame sync, or not a Layer III frame we can size (free format included)
+    mpeg1 = version == 3
+    bitrate = _MP3_BITRATES[mpeg1][bitrate_index] * 1000
+    sample_rate = _MP3_RATES[version][rate_index]
+    length = (144 if mpeg1 else 72) * bitrate // sample_rate + (bits >> 9 & 1)
+    return _Mp3Frame(mpeg1, version, bitrate, sample_rate, bits >> 6 & 3 == 3, length)
+
+
+def _skip_id3v2(file: _RangedFile) -> int:
+    position = 0
+    while (tag := file.read_at(position, 10))[:3] == b"ID3" and len(tag) == 10:
+        size = 0
+        for byte in tag[6:10]:  # "syncsafe": 7 bits a byte
+            size = size << 7 | byte & 0x7F
+        footer = 10 if tag[5] & 0x10 else 0
+        position += 10 + size + footer  # a cover picture in the tag is stepped over unread
+    return position
+
+
+def _first_mp3_frame(file: _RangedFile) -> tuple[int, _Mp3Frame]:
+    """The first frame that two more consistent frames follow, so stray sync bits are not taken."""
+    start = _skip_id3v2(file)
+    window = file.read_at(start, _MP3_SEARCH)
+    for offset in range(max(0, len(window) - 3)):
+        if window[offset] != 0xFF:
+            continue
+        frame = _mp3_frame(window[offset : offset + 4])
+        if frame is None:
+            continue
+        position, run = start + offset + frame.length, 1
+        while run < 3:
+            following = _mp3_frame(file.read_at(position, 4))
+            if following is None or (following.version, following.sample_rate) != (
+                frame.version,
+                frame.sample_rate,
+            ):
+                break
+            position, run = position + following.length, run + 1
+        if run == 3 or position == file.size:  # a file of one or two frames ends exactly after them
+            return start + offset, frame
+    raise ProbeError(_NOT_AUDIO)
+
+
+def _mp3_duration(file: _RangedFile) -> float:
+    position, frame = _first_mp3_frame(file)
+    data = file.read_at(position, max(frame.length, 4 + 32 + 120 + 24))
+    tag = 4 + frame.side_info
+    if data[tag : tag + 4] in (b"Xing", b"Info"):  # VBR (or LAME's CBR) summary: the frame count
+        flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
+        if flags & 1:
+            frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
+            samples = frames * frame.samples
+            # Then, each present if flagged: frames (4), bytes (4), seek table (100), quality (4).
+            lame = tag + 8 + 4 + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
+            if data[lame : lame + 4] in (b"LAME", b"Lavf", b"Lavc", b"L3.9"):
+                # The encoder's priming and padding samples are not part of the audio.
+                packed = int.from_bytes(data[lame + 21 : lame + 24], "big")
+                trimmed = samples - (packed >> 12) - (packed & 0xFFF)
+                samples = trimmed if trimmed > 0 else samples
+            return samples / frame.sample_rate
+    if data[36:40] == b"VBRI":  # Fraunhofer's VBR header, always 32 bytes after the frame header
+        frames = int.from_bytes(data[50:54], "big")
+        return frames * frame.samples / frame.sample_rate
+    size = _size(file)
+    # Constant bitrate: the rest of the file is audio (a trailing ID3v1 tag is 128 bytes, a few ms).
+    return (size - position) * 8 / frame.bitrate
+
+
+def _size(file: _RangedFile) -> int:
+    if file.size is None and file.streaming:
+        # A body of unknown length can still be measured if it ends within the budget.
+        with contextlib.suppress(ProbeError):
+            file.read_at(0, file.max_read)
+    if file.size is None:
+        raise ProbeError("the server did not say how large the file is")
+    return file.size
+
+
+_READERS: dict[Kind, Callable[[_RangedFile], MediaInfo]] = {
+    "image": _read_image,
+    "video": _read_clip,
+    "audio": _read_audio,
+}

@@ -1,0 +1,67 @@
+"""The local stack for end-to-end tests: one per module, on the session's moto server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import httpx
+import pytest
+
+from i2v.local.simulator import Faults, Simulator
+from i2v.local.stack import LocalStack
+
+
+@pytest.fixture(scope="module")
+def stack(moto_endpoint: str) -> Iterator[LocalStack]:
+    # A short provider timeout so "the submit's answer never came" tests take seconds, not ten.
+    with LocalStack(aws_endpoint=moto_endpoint, sweep_every=0.5, poll_interval=1, http_timeout=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def events_queue(stack: LocalStack) -> str:
+    """Every event the gateway puts on its bus, copied to a queue the tests can read."""
+    assert stack.resources is not None
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="test-bus-copy")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.resources.refs["EventBus"]
+    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
+    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return str(url)
+
+
+@pytest.fixture
+def sims(stack: LocalStack) -> Iterator[dict[str, Simulator]]:
+    """Every provider simulator, with its faults cleared before and after the test."""
+    for simulator in stack.simulators.values():
+        simulator.faults = Faults()
+    yield stack.simulators
+    for simulator in stack.simulators.values():
+        simulator.faults = Faults()
+    stack.paused.clear()
+
+
+@pytest.fixture
+def sim(sims: dict[str, Simulator]) -> Simulator:
+    return sims["local"]
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def image_url(stack: LocalStack, api: httpx.Client) -> str:
+    ticket = api.post("/v1/uploads", json={"filename": "sample.png", "content_type": "image/png"}).json()
+    with open("assets/sample.png", "rb") as fh:
+        httpx.put(
+            ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}
+        ).raise_for_status()
+    return str(ticket["url"])

@@ -1,0 +1,229 @@
+"""Every provider on the local stack through its simulator: routing, callbacks or polling, failover, faults."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import httpx
+import pytest
+
+from i2v.local.simulator import Simulator
+from i2v.local.stack import LocalStack
+from i2v.service import gateway
+from tests.e2e.flows import bus_events, create, finished, stored_item, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CALLBACK_PROVIDERS = ["local", "evolink", "novita"]
+POLLED_PROVIDERS = ["oxen", "highway", "aimlapi", "dashscope"]
+
+
+def body_for(provider: str | list[str], image_url: str) -> dict[str, object]:
+    first = provider if isinstance(provider, str) else provider[0]
+    # AI/ML API only takes 5, 10 or 15 s.
+    return {
+        "image_url": image_url,
+        "resolution": "720p",
+        "duration": 5 if first == "aimlapi" else 2,
+        "provider": provider,
+    }
+
+
+def callbacks_for(sim: Simulator, task_id: str) -> list[int | None]:
+    return [status for url, status in sim.callbacks_sent if f"/{task_id}?" in url]
+
+
+@pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
+def test_callback_provider_finishes_through_its_callback(
+    provider: str, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    stack.paused.add("SweeperFunction")  # no polling: only the callback can move the task
+    task = create(api, body_for(provider, image_url))
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert view["provider"] == provider
+    assert callbacks_for(sims[provider], task["id"]) == [200]
+    head = boto3.client("s3").head_object(Bucket=stack.bucket, Key=view["output"]["key"])
+    assert head["ContentLength"] == view["output"]["size"]
+
+
+@pytest.mark.parametrize("provider", POLLED_PROVIDERS)
+def test_polled_provider_finishes_through_the_sweeper(
+    provider: str, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    task = create(api, body_for(provider, image_url))
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert view["provider"] == provider
+    assert sims[provider].callbacks_sent == []
+    body = boto3.client("s3").get_object(Bucket=stack.bucket, Key=view["output"]["key"])["Body"].read()
+    assert body[4:8] == b"ftyp"
+
+
+def test_progress_and_queue_state_are_shown_while_processing(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    sims["evolink"].faults.stall = True
+    task = create(api, body_for("evolink", image_url))
+    view = wait_for(lambda: (v := api.get(f"/v1/videos/{task['id']}").json())["queue_state"] and v)
+    assert view["queue_state"] == "pending"  # EvoLink's own word, as polled
+    assert view["progress"] == 0
+
+
+def test_failover_on_503_uses_the_next_provider_and_never_returns(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    first, second = sims["oxen"], sims["dashscope"]
+    first.faults.fail_submits = 99
+    before_first, before_second = first.submits, second.submits
+    task = create(api, body_for(["oxen", "dashscope"], image_url))
+    assert task["provider"] == "dashscope"
+    assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [
+        ("oxen", "rejected"),
+        ("dashscope", "accepted"),
+    ]
+    retries = gateway().client.attempts
+    assert first.submits - before_first == retries  # one submit per retry of the engine, then failover
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert first.submits - before_first == retries  # none after failover
+    assert second.submits - before_second == 1
+
+
+def test_submit_received_but_unanswered_is_not_sent_to_a_second_provider(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    polled, other = sims["oxen"], sims["dashscope"]
+    polled.faults.hang_submit_after_accept = True
+    before = other.submits
+    task = create(api, body_for(["oxen", "dashscope"], image_url))
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "submit_outcome_unknown"
+    assert [a["outcome"] for a in task["attempts"]] == ["unknown"]
+    assert other.submits == before
+
+
+def test_unanswered_submit_to_a_callback_provider_is_reconciled_by_its_callback(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    sims["evolink"].faults.hang_submit_after_accept = True
+    before = sims["dashscope"].submits
+    task = create(api, body_for(["evolink", "dashscope"], image_url))
+    # Its callback may arrive before or after the submit times out: either way it names the job.
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert view["provider"] == "evolink"
+    assert view["attempts"][-1]["outcome"] == "accepted"
+    assert view["attempts"][-1]["detail"] == "job id learnt from its callback"
+    assert sims["dashscope"].submits == before
+
+
+def test_429_on_submit_waits_for_retry_after_then_succeeds(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    sims["novita"].faults.rate_limit_submits, sims["novita"].faults.retry_after = 1, 1
+    started = time.monotonic()
+    task = create(api, body_for("novita", image_url))
+    assert time.monotonic() - started >= 1
+    assert task["status"] == "submitted"
+    assert [a["outcome"] for a in task["attempts"]] == ["accepted"]
+
+
+def test_unknown_provider_status_fails_the_task_keeping_the_raw_value(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    sims["dashscope"].faults.stall = True
+    sims["dashscope"].faults.unknown_status = "THAWING"
+    task = create(api, body_for("dashscope", image_url))
+    view = finished(api, task["id"])
+    assert view["status"] == "failed"
+    assert view["error"]["code"] == "unknown_provider_status"
+    assert "THAWING" in view["error"]["raw"]
+
+
+def test_expired_result_url_is_fetched_again_from_the_provider(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    sim = sims["oxen"]
+    sim.faults.expire_results = True
+    task = create(api, body_for("oxen", image_url))
+    provider_id = task["attempts"][-1]["provider_task_id"]
+    wait_for(lambda: sim.downloads.get(provider_id, 0) >= 1)
+    assert api.get(f"/v1/videos/{task['id']}").json()["status"] != "succeeded"
+    sim.faults.expire_results = False  # a fresh link from the next poll works
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    assert sim.downloads[provider_id] >= 2
+
+
+@pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
+def test_duplicate_callbacks_give_one_output_per_callback_provider(
+    provider: str,
+    sims: dict[str, Simulator],
+    stack: LocalStack,
+    api: httpx.Client,
+    image_url: str,
+    events_queue: str,
+) -> None:
+    sim = sims[provider]
+    sim.faults.duplicate_callbacks = 5
+    task = create(api, body_for(provider, image_url))
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded"
+    wait_for(lambda: len(callbacks_for(sim, task["id"])) >= 5)
+    time.sleep(1)  # every duplicate's ingest message handled
+    assert sim.downloads[view["attempts"][-1]["provider_task_id"]] == 1
+    listed = boto3.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=view["output"]["key"])
+    assert listed["KeyCount"] == 1
+    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["succeeded"]
+
+
+@pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
+def test_forged_callback_changes_nothing_per_callback_provider(
+    provider: str, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    sims[provider].faults.stall = True
+    task = create(api, body_for(provider, image_url))
+    before = stored_item(task["id"])
+    forged = httpx.post(
+        f"{stack.url}/v1/callbacks/{provider}/{task['id']}", params={"token": "f" * 64}, json={}
+    )
+    assert forged.status_code == 401
+    token = gateway().callback_token(task["id"])
+    wrong_provider = "novita" if provider != "novita" else "evolink"
+    misrouted = httpx.post(
+        f"{stack.url}/v1/callbacks/{wrong_provider}/{task['id']}", params={"token": token}, json={}
+    )
+    assert misrouted.status_code == 404
+    assert stored_item(task["id"]) == before
+
+
+def test_named_provider_that_cannot_serve_the_request_is_a_422_saying_why(
+    api: httpx.Client, image_url: str
+) -> None:
+    resp = api.post(
+        "/v1/videos", json={"image_url": image_url, "last_frame_url": image_url, "provider": "aimlapi"}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [
+        {"field": "provider", "message": "aimlapi does not support mode first_last_frame"}
+    ]
+    resp = api.post(
+        "/v1/videos", json={"image_url": image_url, "duration": 7, "provider": ["dashscope", "aimlapi"]}
+    )
+    assert resp.status_code == 422
+    assert "aimlapi supports durations 5, 10, 15, not 7" in resp.json()["detail"]
+    resp = api.post("/v1/videos", json={"image_url": image_url, "seed": 0, "provider": "evolink"})
+    assert resp.json()["errors"][0]["message"] == "evolink accepts seeds from 1, not 0"
+
+
+def test_providers_endpoint_lists_capabilities_and_health(api: httpx.Client) -> None:
+    listed = {p["name"]: p for p in api.get("/v1/providers").json()}
+    assert set(listed) == {"local", "oxen", "novita", "highway", "evolink", "aimlapi", "dashscope"}
+    assert listed["aimlapi"]["modes"] == ["first_frame"]
+    assert listed["aimlapi"]["durations"] == [5, 10, 15]
+    assert listed["evolink"]["callback"] is True
+    assert listed["oxen"]["cancel"] is True
+    assert all(p["status"] in ("ok", "degraded") for p in listed.values())
+    assert all("consecutive_failures" in p["health"] for p in listed.values())
