@@ -91,7 +91,7 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    (folder / "sample.png").write_bytes((ROOT / "assets" / "sample.png").read_bytes())
+    make_media(folder)
     yield folder, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
@@ -99,3 +99,33 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 @pytest.fixture
 def sample_url(media_server: tuple[Path, str]) -> str:
     return f"{media_server[1]}/sample.png"
+
+
+def make_media(folder: Path) -> None:
+    """Inputs within the model's limits (and a few outside them) for tests that send real URLs."""
+    import math
+    import struct
+    import wave
+
+    import av
+    import numpy as np
+    from PIL import Image
+
+    (folder / "sample.png").write_bytes((ROOT / "assets" / "sample.png").read_bytes())
+    Image.new("RGB", (640, 480), (200, 120, 40)).save(folder / "last.png")
+    Image.new("RGB", (200, 200), (10, 10, 10)).save(folder / "tiny.png")
+    Image.new("RGBA", (640, 480), (10, 200, 10, 128)).save(folder / "alpha.png")
+    for name, seconds in (("clip.mp4", 2), ("long.mp4", 11)):
+        with av.open(str(folder / name), mode="w") as container:
+            stream = container.add_stream("libx264", rate=8, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            for i in range(seconds * 8):
+                pixels = np.full((240, 320, 3), (i * 7) % 255, dtype=np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+            container.mux(stream.encode(None))
+    with wave.open(str(folder / "voice.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        tone = (int(8000 * math.sin(2 * math.pi * 440 * t / 16000)) for t in range(3 * 16000))
+        out.writeframes(b"".join(struct.pack("<h", v) for v in tone))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from i2v.local.sim_aimlapi import AimlapiSimulator
 from i2v.models import Mode, VideoRequest
 from i2v.providers.aimlapi import DEFAULT_BASE_URL, AimlapiProvider

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from i2v.local.render import RenderJob, render
 from i2v.local.sim_dashscope import DashscopeSimulator
 from i2v.models import Mode, VideoRequest

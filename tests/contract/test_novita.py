@@ -12,6 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
 from i2v.local.sim_novita import NovitaSimulator, highway_simulator
 from i2v.models import VideoRequest
 from i2v.providers.base import (
@@ -31,8 +34,6 @@ from i2v.providers.novita import (
     highway,
     parse_task_result,
 )
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {
     "novita": lambda base_url, key: NovitaProvider(base_url=base_url, api_key=key),

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from i2v.local.sim_oxen import OxenSimulator
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (

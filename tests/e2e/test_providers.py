@@ -1,8 +1,9 @@
-"""Every provider on the local stack through its simulator: routing, callbacks or polling, failover, faults."""
+"""Every provider on the local stack through its simulator: routing, callbacks or polling, failover."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import boto3
 import httpx
@@ -227,3 +228,23 @@ def test_providers_endpoint_lists_capabilities_and_health(api: httpx.Client) -> 
     assert listed["oxen"]["cancel"] is True
     assert all(p["status"] in ("ok", "degraded") for p in listed.values())
     assert all("consecutive_failures" in p["health"] for p in listed.values())
+
+
+def test_image_with_alpha_is_not_sent_to_a_provider_that_forbids_it(
+    api: httpx.Client, sims: dict[str, Simulator], media_server: tuple[Path, str]
+) -> None:
+    sims["local"].faults.stall = True
+    ticket = api.post("/v1/uploads", json={"filename": "alpha.png", "content_type": "image/png"}).json()
+    with open(media_server[0] / "alpha.png", "rb") as fh:
+        httpx.put(
+            ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}
+        ).raise_for_status()
+    refused = api.post("/v1/videos", json={"image_url": ticket["url"], "provider": "dashscope"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {
+            "field": "provider",
+            "message": "dashscope does not accept images with an alpha channel (transparency)",
+        }
+    ]
+    assert api.post("/v1/videos", json={"image_url": ticket["url"], "provider": "local"}).status_code == 202

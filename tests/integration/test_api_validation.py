@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,16 +11,24 @@ import pytest
 from i2v.local.sim_local import LocalSimulator
 from tests.support import api_call
 
-IMG = "https://media.example/first.png"
-LAST = "https://media.example/last.png"
-CLIP = "https://media.example/clip.mp4"
-AUDIO = "https://media.example/voice.wav"
+# Placeholders for URLs of real files on the loopback media server (the gateway probes every input).
+IMG, LAST, CLIP, AUDIO = "{media}/sample.png", "{media}/last.png", "{media}/clip.mp4", "{media}/voice.wav"
 
 
 @pytest.fixture(autouse=True)
 def _stalled(local_sim: LocalSimulator, tenant: str) -> None:
     # Accepted jobs stay queued: these tests are about what the API lets through, not rendering.
     local_sim.faults.stall = True
+
+
+@pytest.fixture
+def media(media_server: tuple[Path, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Fill the {media} placeholders in a request body with the media server's URL."""
+
+    def fill(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.format(media=media_server[1]) if isinstance(v, str) else v for k, v in body.items()}
+
+    return fill
 
 
 def problem_fields(body: dict[str, Any]) -> list[str]:
@@ -54,8 +64,10 @@ def problem_fields(body: dict[str, Any]) -> list[str]:
         ({"image_url": IMG, "provider": "nonesuch"}, "provider", "unknown provider"),
     ],
 )
-def test_limit_is_a_422_naming_the_field(body: dict[str, Any], field: str, limit: str) -> None:
-    status, problem = api_call("POST", "/v1/videos", body)
+def test_limit_is_a_422_naming_the_field(
+    body: dict[str, Any], field: str, limit: str, media: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    status, problem = api_call("POST", "/v1/videos", media(body))
     assert status == 422
     assert field in problem_fields(problem), problem
     assert limit.lower() in problem["detail"].lower(), problem
@@ -73,17 +85,20 @@ def test_limit_is_a_422_naming_the_field(body: dict[str, Any], field: str, limit
         ({"video_url": CLIP, "last_frame_url": LAST, "mode": "video_continuation"}, "video_continuation"),
     ],
 )
-def test_valid_media_combination_is_accepted_with_its_mode(body: dict[str, Any], mode: str) -> None:
-    status, task = api_call("POST", "/v1/videos", body)
+def test_valid_media_combination_is_accepted_with_its_mode(
+    body: dict[str, Any], mode: str, media: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    status, task = api_call("POST", "/v1/videos", media(body))
     assert status == 202, task
     assert task["mode"] == mode
     assert task["status"] == "submitted"
 
 
-def test_uppercase_resolution_is_accepted_as_the_hosts_spell_it() -> None:
-    status, task = api_call(
-        "POST", "/v1/videos", {"image_url": IMG, "resolution": "720P", "duration": 15, "seed": 0}
-    )
+def test_uppercase_resolution_is_accepted_as_the_hosts_spell_it(
+    media: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    body = media({"image_url": IMG, "resolution": "720P", "duration": 15, "seed": 0})
+    status, task = api_call("POST", "/v1/videos", body)
     assert status == 202
     assert task["request"]["resolution"] == "720p"
 
@@ -99,8 +114,8 @@ def test_malformed_body_is_a_4xx_problem_never_a_500(raw: str) -> None:
     assert problem["title"]
 
 
-def test_problem_body_is_rfc9457_json() -> None:
-    status, problem = api_call("POST", "/v1/videos", {"image_url": IMG, "duration": 99})
+def test_problem_body_is_rfc9457_json(media: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    status, problem = api_call("POST", "/v1/videos", media({"image_url": IMG, "duration": 99}))
     assert status == 422
     assert problem == {
         "type": "about:blank",
@@ -109,3 +124,39 @@ def test_problem_body_is_rfc9457_json() -> None:
         "detail": problem["detail"],
         "errors": [{"field": "duration", "message": "Input should be less than or equal to 15"}],
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "limit"),
+    [
+        ({"image_url": "{media}/tiny.png"}, "image_url", "240-8000 px"),
+        ({"image_url": IMG, "last_frame_url": "{media}/tiny.png"}, "last_frame_url", "240-8000 px"),
+        ({"video_url": "{media}/long.mp4", "duration": 15}, "video_url", "2-10 s"),
+        ({"image_url": "{media}/missing.png"}, "image_url", "404"),
+        ({"image_url": CLIP}, "image_url", "not a jpeg, png, bmp or webp"),
+        ({"image_url": IMG, "audio_url": IMG}, "audio_url", "not a wav or mp3"),
+    ],
+)
+def test_media_outside_the_models_limits_are_refused_before_any_provider_is_paid(
+    body: dict[str, Any],
+    field: str,
+    limit: str,
+    media: Callable[[dict[str, Any]], dict[str, Any]],
+    local_sim: LocalSimulator,
+) -> None:
+    status, problem = api_call("POST", "/v1/videos", media(body))
+    assert status == 422, problem
+    assert field in problem_fields(problem)
+    assert limit.lower() in problem["detail"].lower()
+    assert local_sim.submits == 0
+
+
+def test_continuation_total_duration_must_cover_its_clip(
+    media: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    status, task = api_call("POST", "/v1/videos", media({"video_url": CLIP, "duration": 2}))
+    assert status == 202, task  # a 2 s clip and 2 s in all: allowed, nothing is added
+    status, problem = api_call("POST", "/v1/videos", media({"video_url": "{media}/long.mp4", "duration": 10}))
+    assert status == 422
+    assert {"video_url", "duration"} <= set(problem_fields(problem))
+    assert "at least the clip's 11.0 s" in problem["detail"]

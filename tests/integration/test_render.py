@@ -13,8 +13,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from i2v.local.render import RenderError, RenderJob, render
 from PIL import Image
+
+from i2v.local.render import RenderError, RenderJob, render
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 40)

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     provider_keys_arn: str = ""  # Secrets Manager secret: {"evolink": "<key>", ...} when deployed
     # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
     allow_private_urls: bool = False
+    probe_media: bool = True  # read each input's header and check the model's limits before submitting
     default_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])
     task_deadline_seconds: int = 3600
     poll_interval_seconds: int = 15

@@ -25,10 +25,11 @@ import httpx
 from aws_lambda_powertools import Logger
 
 from i2v.config import Settings
-from i2v.media import IngestError, guarded_client, parse_s3_url, presign_get, stream_to_s3
+from i2v.media import IngestError, UnsafeUrl, guarded_client, parse_s3_url, presign_get, stream_to_s3
 from i2v.models import (
     IN_FLIGHT,
     Attempt,
+    FieldError,
     Mode,
     RequestProblem,
     Status,
@@ -38,6 +39,7 @@ from i2v.models import (
     TaskView,
     VideoRequest,
 )
+from i2v.probe import Kind, MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
 from i2v.providers.base import (
     Provider,
@@ -54,6 +56,12 @@ from i2v.store import TaskStore, new_task_id
 
 logger = Logger(child=True)
 
+MEDIA_KINDS: dict[str, Kind] = {
+    "image_url": "image",
+    "last_frame_url": "image",
+    "video_url": "video",
+    "audio_url": "audio",
+}
 INGEST_LEASE_SECONDS = 600
 RECONCILE_SECONDS = 900  # how long a submit with a lost answer waits for the provider's callback
 INGEST_RECHECK_SECONDS = 120  # if the ingest message is lost, the sweeper looks again after this
@@ -110,11 +118,12 @@ class Gateway:
         Returns (task, created); a replayed idempotency key returns the first task.
         """
         mode = req.resolved_mode()
-        for name in ("image_url", "last_frame_url", "video_url", "audio_url"):
+        for name in MEDIA_KINDS:
             url = getattr(req, name)
             if url and url.startswith("s3://"):
                 self._own_object(tenant, name, url)
-        chosen = self.route(req, mode)
+        media = self.probe_media(req)
+        chosen = self.route(req, mode, alpha=any(info.has_alpha for info in media.values()))
         now = self.now()
         task = Task(
             id=new_task_id(self.clock()),
@@ -145,7 +154,41 @@ class Gateway:
         if not key.startswith((f"inputs/{tenant}/", f"uploads/{tenant}/")):
             raise RequestProblem.invalid(field_name, "s3 URL must name one of your own uploads")
 
-    def route(self, req: VideoRequest, mode: Mode) -> list[str]:
+    def probe_media(self, req: VideoRequest) -> dict[str, MediaInfo]:
+        """Read each input's header through the URL guard and hold it to the model's limits.
+
+        A request the model would reject is a 422 here, before any provider is paid.
+        """
+        if not self.settings.probe_media:
+            return {}
+        found: dict[str, MediaInfo] = {}
+        errors: list[FieldError] = []
+        for name, kind in MEDIA_KINDS.items():
+            url = getattr(req, name)
+            if not url:
+                continue
+            try:
+                info = probe(self.fetcher, self._fetchable(url), kind)
+            except (UnsafeUrl, ProbeError) as exc:
+                errors.append(FieldError(field=name, message=f"cannot be used: {exc}"))
+                continue
+            found[name] = info
+            errors += [FieldError(field=name, message=message) for message in limit_violations(info)]
+        clip = found.get("video_url")
+        if clip and clip.duration and req.duration + 0.1 < clip.duration:
+            message = f"is the total length in video_continuation: at least the clip's {clip.duration:.1f} s"
+            errors.append(FieldError(field="duration", message=message))
+        if errors:
+            raise RequestProblem(422, "Media outside the model's limits", errors)
+        return found
+
+    def _fetchable(self, url: str) -> str:
+        if not url.startswith("s3://"):
+            return url
+        key = parse_s3_url(url, self.settings.bucket_name)
+        return presign_get(self.settings.bucket_name, key, 300)[0]
+
+    def route(self, req: VideoRequest, mode: Mode, alpha: bool = False) -> list[str]:
         """Eligible providers in order. A provider the client named that cannot serve the request is a 422."""
         asked = req.providers()
         if asked:
@@ -156,12 +199,12 @@ class Gateway:
                     )
                 if name not in self.providers:
                     raise RequestProblem.invalid("provider", f"{name} is not configured on this gateway")
-                refusal = self.providers[name].capabilities.refusal(req, mode)
+                refusal = self.providers[name].capabilities.refusal(req, mode, alpha)
                 if refusal:
                     raise RequestProblem.invalid("provider", f"{name} {refusal}")
             return asked
         order = [n for n in self.settings.default_providers if n in self.providers]
-        eligible = [n for n in order if self.providers[n].capabilities.refusal(req, mode) is None]
+        eligible = [n for n in order if self.providers[n].capabilities.refusal(req, mode, alpha) is None]
         # A host failing right now goes last rather than first; it stays as a last resort.
         health = self.store.provider_health(eligible)
         eligible.sort(key=lambda n: health[n].degraded(self.now()))

@@ -55,8 +55,8 @@ class Capabilities:
     watermark: bool = True  # has a watermark option
     alpha: bool = True  # accepts images with an alpha channel
 
-    def refusal(self, req: VideoRequest, mode: Mode) -> str | None:
-        """Why this provider cannot serve the request, or None when it can."""
+    def refusal(self, req: VideoRequest, mode: Mode, alpha: bool = False) -> str | None:
+        """Why this provider cannot serve the request (`alpha`: an input image has one), or None."""
         if mode not in self.modes:
             return f"does not support mode {mode.value}"
         if req.duration not in self.durations:
@@ -69,6 +69,8 @@ class Capabilities:
             return f"accepts seeds from {self.min_seed}, not {req.seed}"
         if req.watermark and not self.watermark:
             return "has no watermark option"
+        if alpha and not self.alpha:
+            return "does not accept images with an alpha channel (transparency)"
         return None
 
 
