@@ -269,6 +269,7 @@ class TaskStore:
     # -- provider health --------------------------------------------------------------------------
     def record_provider_outcome(self, provider: str, ok: bool, error: str | None = None) -> None:
         now = int(self.clock())
+        values: dict[str, Any]
         if ok:
             expression, values = (
                 "SET consecutive_failures = :zero, last_success_at = :now",

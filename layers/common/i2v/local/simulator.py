@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,7 @@ class Simulator:
     # -- tasks ------------------------------------------------------------------------------------
     def create(
         self,
-        inputs: dict[str, str | None],
+        inputs: Mapping[str, str | None],
         duration: int,
         resolution: str,
         callback_url: str | None,
