@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def up(port: int) -> int:
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--provider", default=os.environ.get("PROVIDER") or None)
     demo.add_argument("--resolution", default=os.environ.get("RESOLUTION", "720p"), choices=["720p", "1080p"])
     demo.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", "5")))
+    demo.add_argument("--out", default="out", help="folder for the MP4s (default ./out)")
     one = sub.add_parser("invoke", help="run one function's handler with one event on the local stack")
     one.add_argument("function", help="logical id from template.yaml, e.g. ApiFunction")
     one.add_argument("event", help="path to an event file, e.g. events/api_create.json")
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return invoke(args.function, args.event)
     from i2v.local.demo import main as demo_main
 
-    return demo_main(provider=args.provider, resolution=args.resolution, duration=args.duration)
+    return demo_main(
+        provider=args.provider, resolution=args.resolution, duration=args.duration, out=Path(args.out)
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""Where provider endpoints and keys come from, and that keys never reach the logs."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from i2v.config import get_settings
+from i2v.local.aws import LocalResources
+from i2v.local.sim_local import LocalSimulator
+from i2v.local.stack import reset_caches
+from i2v.providers import registry
+from i2v.service import gateway
+from tests.support import api_call
+
+
+def test_keys_come_from_the_secrets_manager_json_when_deployed(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=aws.refs["ProviderKeysSecret"], SecretString=json.dumps({"oxen": "oxen-key", "evolink": ""})
+    )
+    reset_caches()
+    providers = registry.configured(get_settings())
+    assert providers["oxen"].base_url == "https://hub.oxen.ai"  # type: ignore[attr-defined]
+    assert providers["oxen"].api_key == "oxen-key"  # type: ignore[attr-defined]
+    assert "evolink" not in providers  # an empty key is no key
+    assert "dashscope" not in providers
+
+
+def test_base_url_setting_selects_another_host_or_region(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("I2V_DASHSCOPE_API_KEY", "sk-test")
+    monkeypatch.setenv("I2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com")
+    reset_caches()
+    provider = registry.configured(get_settings())["dashscope"]
+    assert provider.status("t-1").url == "https://dashscope.aliyuncs.com/api/v1/tasks/t-1"
+
+
+def test_provider_without_a_key_is_not_routed_to(tenant: str, media_server: tuple[object, str]) -> None:
+    status, problem = api_call(
+        "POST", "/v1/videos", {"image_url": f"{media_server[1]}/sample.png", "provider": "novita"}
+    )
+    assert status == 422
+    assert problem["errors"] == [{"field": "provider", "message": "novita is not configured on this gateway"}]
+
+
+def test_provider_keys_never_reach_the_logs(
+    monkeypatch: pytest.MonkeyPatch,
+    tenant: str,
+    local_sim: LocalSimulator,
+    media_server: tuple[object, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = local_sim.api_key = "sk-never-log-this-0123456789"
+    monkeypatch.setenv("I2V_LOCAL_API_KEY", secret)
+    reset_caches()
+    local_sim.faults.fail_submits = 99  # warnings with provider errors get logged
+    body = {"image_url": f"{media_server[1]}/sample.png"}
+    status, task = api_call("POST", "/v1/videos", body)
+    assert status == 202
+    assert task["status"] == "accepted"  # the provider was down: kept for the sweeper
+    local_sim.faults.fail_submits = 0
+    gateway().submit(gateway().store.get(task["id"]))  # type: ignore[arg-type]
+    logged = [str(record.__dict__) for record in caplog.records]  # message and every structured field
+    assert any("provider refused submit" in line for line in logged)  # something was logged about it...
+    assert not [line for line in logged if secret in line]  # ...and the key was not part of it
