@@ -22,6 +22,7 @@ from i2v.providers.base import (
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
+from tests.contract.drive import poll
 
 IMAGE = "https://example.com/cat.png"
 AUDIO = "https://example.com/purr.mp3"
@@ -243,24 +244,6 @@ def sim() -> Iterator[AimlapiSimulator]:
 @pytest.fixture
 def adapter(sim: AimlapiSimulator) -> AimlapiProvider:
     return AimlapiProvider(base_url=sim.base_url, api_key=sim.api_key)
-
-
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
-def poll(
-    adapter: AimlapiProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
 
 
 def submit(adapter: AimlapiProvider, client: ProviderClient, req: VideoRequest) -> str:

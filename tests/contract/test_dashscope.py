@@ -26,6 +26,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.dashscope import DEFAULT_BASE_URL, SUBMIT_PATH, TASK_GONE, DashscopeProvider
+from tests.contract.drive import poll
 
 IMG, LAST, CLIP, AUDIO = (
     f"https://media.example/{name}" for name in ("first.png", "last.png", "clip.mp4", "a.mp3")
@@ -44,11 +45,6 @@ def adapter(sim: DashscopeSimulator) -> DashscopeProvider:
     return DashscopeProvider(base_url=sim.base_url, api_key=sim.api_key)
 
 
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
 def offline(**request: Any) -> tuple[DashscopeProvider, httpx.Request]:
     """The adapter with its real default host and the submit it builds (no I/O)."""
     adapter = DashscopeProvider(base_url=DEFAULT_BASE_URL, api_key="sk-test")
@@ -59,19 +55,6 @@ def offline(**request: Any) -> tuple[DashscopeProvider, httpx.Request]:
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json=body, headers=headers)
-
-
-def poll(
-    adapter: DashscopeProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
 
 
 def submit_raw(adapter: DashscopeProvider, client: ProviderClient, body: Any) -> httpx.Response:

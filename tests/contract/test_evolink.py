@@ -22,13 +22,13 @@ from i2v.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderState,
-    ProviderStatus,
     ProviderUnavailable,
     SubmitOutcomeUnknown,
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.evolink import DEFAULT_BASE_URL, EvolinkProvider
+from tests.contract.drive import poll
 
 MEDIA_FIELDS = ("image_start", "image_end", "video_urls", "audio_urls")
 IMG, LAST, CLIP, AUDIO = (
@@ -105,11 +105,6 @@ def stalled() -> Iterator[tuple[EvolinkProvider, ProviderClient]]:
         client.close()
 
 
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
 class Receiver:
     """A loopback callback endpoint that records bodies and answers with the statuses it is given."""
 
@@ -146,19 +141,6 @@ def receiver() -> Iterator[Receiver]:
 
 def response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json=body, headers=headers)
-
-
-def poll(
-    adapter: EvolinkProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
 
 
 def submit(

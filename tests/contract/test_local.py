@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -13,11 +11,11 @@ from i2v.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderState,
-    ProviderStatus,
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.local import LocalProvider
+from tests.contract.drive import poll
 
 
 @pytest.fixture
@@ -29,24 +27,6 @@ def sim() -> LocalSimulator:
 @pytest.fixture
 def adapter(sim: LocalSimulator) -> LocalProvider:
     return LocalProvider(base_url=sim.base_url, api_key=sim.api_key)
-
-
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
-def poll(
-    adapter: LocalProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
 
 
 def test_submit_progresses_to_success_with_a_downloadable_mp4(

@@ -34,6 +34,7 @@ from i2v.providers.novita import (
     highway,
     parse_task_result,
 )
+from tests.contract.drive import poll
 
 ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {
     "novita": lambda base_url, key: NovitaProvider(base_url=base_url, api_key=key),
@@ -69,24 +70,6 @@ def novita_sim() -> Iterator[NovitaSimulator]:
 @pytest.fixture
 def adapter(sim: NovitaSimulator) -> NovitaProvider:
     return ADAPTERS[sim.name](sim.base_url, sim.api_key)
-
-
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
-def poll(
-    adapter: NovitaProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
 
 
 def submit(

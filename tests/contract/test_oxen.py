@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.oxen import DEFAULT_BASE_URL, OxenProvider
+from tests.contract.drive import poll
 
 IMAGE = "https://example.com/first.png"
 LAST = "https://example.com/last.png"
@@ -232,24 +232,6 @@ def sim() -> Iterator[OxenSimulator]:
 @pytest.fixture
 def adapter(sim: OxenSimulator) -> OxenProvider:
     return OxenProvider(base_url=sim.base_url, api_key=sim.api_key)
-
-
-@pytest.fixture
-def client() -> ProviderClient:
-    return ProviderClient(timeout=5, sleep=lambda s: None)
-
-
-def poll(
-    adapter: OxenProvider, client: ProviderClient, task_id: str, seconds: float = 20
-) -> list[ProviderStatus]:
-    seen: list[ProviderStatus] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(adapter.parse_status(client.send(adapter.status(task_id))))
-        if seen[-1].state not in (ProviderState.QUEUED, ProviderState.PROCESSING):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"generation {task_id} did not finish: {seen[-1]}")
 
 
 def enqueue(adapter: OxenProvider, client: ProviderClient, body: dict[str, Any]) -> str:

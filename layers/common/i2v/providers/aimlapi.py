@@ -18,8 +18,10 @@ from i2v.providers.base import (
     ProviderRejected,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
+    as_object,
+    as_text,
     json_body,
+    state_of,
 )
 
 DEFAULT_BASE_URL = "https://api.aimlapi.com"
@@ -92,19 +94,17 @@ class AimlapiProvider(HttpProvider):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = _json(resp)
         raw = str(data.get("status"))
-        state = STATES.get(raw)
-        if state is None:
-            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
-        video = _object(data.get("video"))
-        error = _object(data.get("error"))
+        state = state_of(STATES, raw, resp.text)
+        video = as_object(data.get("video"))
+        error = as_object(data.get("error"))
         return ProviderStatus(
             state=state,
             raw_status=raw,
             # The API reports neither progress nor an ETA. A `completed` without video.url is left to the
             # service, which fails it as no_result_url.
-            result_url=_text(video.get("url")),
-            error_code=_text(error.get("name")),
-            error_message=_text(error.get("message")),
+            result_url=as_text(video.get("url")),
+            error_code=as_text(error.get("name")),
+            error_message=as_text(error.get("message")),
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
@@ -127,11 +127,3 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
                 raw=resp.text,
             )
     return json_body(resp)
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}  # video and error are null until they apply
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value is not None else None

@@ -6,6 +6,7 @@ Adapters build `httpx.Request`s and parse `httpx.Response`s; `i2v.providers.clie
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -177,6 +178,37 @@ def json_body(resp: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProviderError("response is not a JSON object", status_code=resp.status_code, raw=resp.text)
     return data
+
+
+def state_of(states: Mapping[str, ProviderState], raw: str, answer: str) -> ProviderState:
+    """What a provider's status word means. A word not in its table is an error keeping the whole answer,
+    never "still processing"."""
+    state = states.get(raw)
+    if state is None:
+        raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=answer)
+    return state
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """A JSON object field, or {} where the provider sent null or something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_int(value: Any) -> int | None:
+    """A whole number from a field documented as one; tolerates floats and numeric strings."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def as_text(value: Any) -> str | None:
+    """A text field; null, "" and non-scalars count as absent."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        return None
+    return str(value)
 
 
 def callback_json(body: bytes) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from i2v.providers.base import (
     ProviderError,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
+    as_text,
     json_body,
+    state_of,
 )
 
 # Singapore. Beijing is https://dashscope.aliyuncs.com; workspace domains are
@@ -107,9 +108,7 @@ class DashscopeProvider(HttpProvider):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         output = _output(json_body(resp), resp)
         raw = str(output.get("task_status"))
-        state = STATES.get(raw)
-        if state is None:
-            raise UnknownProviderStatus(f"unknown task_status {raw!r}", code="unknown_status", raw=resp.text)
+        state = state_of(STATES, raw, resp.text)
         if raw == UNKNOWN:
             return ProviderStatus(
                 state=state,
@@ -121,9 +120,9 @@ class DashscopeProvider(HttpProvider):
         return ProviderStatus(
             state=state,
             raw_status=raw,
-            result_url=_text(output.get("video_url")),
-            error_code=_text(output.get("code")) if state is ProviderState.FAILED else None,
-            error_message=_text(output.get("message")) if state is ProviderState.FAILED else None,
+            result_url=as_text(output.get("video_url")),
+            error_code=as_text(output.get("code")) if state is ProviderState.FAILED else None,
+            error_message=as_text(output.get("message")) if state is ProviderState.FAILED else None,
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
@@ -135,8 +134,3 @@ def _output(data: dict[str, Any], resp: httpx.Response) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise ProviderError("answer has no output object", status_code=resp.status_code, raw=resp.text)
     return output
-
-
-def _text(value: Any) -> str | None:
-    # DashScope's SDKs show empty strings where a field does not apply; treat those as absent.
-    return value if isinstance(value, str) and value else None

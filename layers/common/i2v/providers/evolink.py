@@ -19,9 +19,12 @@ from i2v.providers.base import (
     ProviderRejected,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
+    as_int,
+    as_object,
+    as_text,
     callback_json,
     json_body,
+    state_of,
 )
 
 DEFAULT_BASE_URL = "https://api.evolink.ai"
@@ -102,26 +105,24 @@ class EvolinkProvider(HttpProvider):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)
         raw = str(data.get("status"))
-        state = STATES.get(raw)
-        if state is None:
-            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
-        error = _object(data.get("error"))
-        error_code = _text(error.get("code"))
+        state = state_of(STATES, raw, resp.text)
+        error = as_object(data.get("error"))
+        error_code = as_text(error.get("code"))
         if state is ProviderState.FAILED and error_code in CANCELLED_CODES:
             # The status enum has no cancelled value; a cancelled task can only surface as failed + this code.
             state = ProviderState.CANCELLED
         results = data.get("results")
         first = results[0] if isinstance(results, list) and results else None
         result_url = first if isinstance(first, str) else None
-        task_info = _object(data.get("task_info"))
+        task_info = as_object(data.get("task_info"))
         return ProviderStatus(
             state=state,
             raw_status=raw,
-            progress=_int(data.get("progress")),
+            progress=as_int(data.get("progress")),
             result_url=result_url,
             error_code=error_code,
-            error_message=_text(error.get("message")),
-            eta_seconds=_int(task_info.get("estimated_time")),
+            error_message=as_text(error.get("message")),
+            eta_seconds=as_int(task_info.get("estimated_time")),
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
@@ -143,17 +144,3 @@ def _seed(seed: int) -> int:
         message = f"EvoLink accepts seed {MIN_SEED}-{MAX_SEED}, not {seed}"
         raise ProviderRejected(message, code="unsupported_seed")
     return seed
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None

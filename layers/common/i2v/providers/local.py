@@ -18,9 +18,9 @@ from i2v.providers.base import (
     ProviderError,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
     callback_json,
     json_body,
+    state_of,
 )
 
 STATES = {
@@ -68,9 +68,7 @@ class LocalProvider(HttpProvider):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)
         raw = str(data.get("status"))
-        state = STATES.get(raw)
-        if state is None:
-            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
+        state = state_of(STATES, raw, resp.text)
         error = data.get("error") or {}
         return ProviderStatus(
             state=state,

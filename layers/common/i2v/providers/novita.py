@@ -21,9 +21,10 @@ from i2v.providers.base import (
     ProviderRejected,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
+    as_int,
     callback_json,
     json_body,
+    state_of,
 )
 
 DEFAULT_BASE_URL = "https://api.novita.ai"
@@ -112,9 +113,7 @@ def parse_task_result(data: dict[str, Any], raw: str) -> ProviderStatus:
     if not isinstance(task, dict):
         raise ProviderError("task-result answer has no task object", raw=raw)
     status = str(task.get("status"))
-    state = STATES.get(status)
-    if state is None:
-        raise UnknownProviderStatus(f"unknown status {status!r}", code="unknown_status", raw=raw)
+    state = state_of(STATES, status, raw)
     videos = data.get("videos")
     first = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) else {}
     url = first.get("video_url")
@@ -122,11 +121,11 @@ def parse_task_result(data: dict[str, Any], raw: str) -> ProviderStatus:
     return ProviderStatus(
         state=state,
         raw_status=status,
-        progress=_int(task.get("progress_percent")),
+        progress=as_int(task.get("progress_percent")),
         result_url=str(url) if url and state is ProviderState.SUCCEEDED else None,
         # Novita gives a free-text reason and no failure code; the service supplies a generic code.
         error_message=str(reason) if reason and state is ProviderState.FAILED else None,
-        eta_seconds=_int(task.get("eta")),
+        eta_seconds=as_int(task.get("eta")),
     )
 
 
@@ -147,11 +146,3 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
                 raw=resp.text,
             )
     return json_body(resp)
-
-
-def _int(value: Any) -> int | None:
-    # eta / progress_percent are documented as integers; tolerate floats and numeric strings.
-    try:
-        return int(float(value)) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None

@@ -19,8 +19,9 @@ from i2v.providers.base import (
     ProviderError,
     ProviderState,
     ProviderStatus,
-    UnknownProviderStatus,
+    as_text,
     json_body,
+    state_of,
 )
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai"
@@ -82,20 +83,14 @@ class OxenProvider(HttpProvider):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)
         raw = str(data.get("status"))
-        state = STATES.get(raw)
-        if state is None:
-            raise UnknownProviderStatus(f"unknown status {raw!r}", code="unknown_status", raw=resp.text)
+        state = state_of(STATES, raw, resp.text)
         # Oxen reports neither progress nor an ETA, and a failure carries only a message, no code.
         return ProviderStatus(
             state=state,
             raw_status=raw,
-            result_url=_text(data.get("result_url")) if state is ProviderState.SUCCEEDED else None,
-            error_message=_text(data.get("error_message")),
+            result_url=as_text(data.get("result_url")) if state is ProviderState.SUCCEEDED else None,
+            error_message=as_text(data.get("error_message")),
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return self.request("DELETE", f"/api/ai/queue/{provider_task_id}")
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
