@@ -14,12 +14,12 @@ from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     Capabilities,
     HttpProvider,
-    ProviderError,
     ProviderRejected,
     ProviderState,
     ProviderStatus,
     as_object,
     as_text,
+    job_id,
     json_body,
     state_of,
 )
@@ -83,10 +83,7 @@ class AimlapiProvider(HttpProvider):
 
     def parse_submit(self, resp: httpx.Response) -> str:
         data = _json(resp)
-        task_id = data.get("id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError("submit answer has no id", status_code=resp.status_code, raw=resp.text)
-        return task_id
+        return job_id(data.get("id"), "id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
         return self.request("GET", PATH, params={"generation_id": provider_task_id})

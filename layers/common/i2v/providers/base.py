@@ -189,6 +189,13 @@ def state_of(states: Mapping[str, ProviderState], raw: str, answer: str) -> Prov
     return state
 
 
+def job_id(value: Any, where: str, resp: httpx.Response) -> str:
+    """The provider's job id from a submit answer; a missing one is an error keeping the answer."""
+    if not isinstance(value, str) or not value:
+        raise ProviderError(f"submit answer has no {where}", status_code=resp.status_code, raw=resp.text)
+    return value
+
+
 def as_object(value: Any) -> dict[str, Any]:
     """A JSON object field, or {} where the provider sent null or something else."""
     return value if isinstance(value, dict) else {}

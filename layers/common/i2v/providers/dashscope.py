@@ -19,6 +19,7 @@ from i2v.providers.base import (
     ProviderState,
     ProviderStatus,
     as_text,
+    job_id,
     json_body,
     state_of,
 )
@@ -95,12 +96,7 @@ class DashscopeProvider(HttpProvider):
     def parse_submit(self, resp: httpx.Response) -> str:
         # Errors are {"request_id", "code", "message"} at the top level, which json_body already reads.
         output = _output(json_body(resp), resp)
-        task_id = output.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError(
-                "submit answer has no output.task_id", status_code=resp.status_code, raw=resp.text
-            )
-        return task_id
+        return job_id(output.get("task_id"), "output.task_id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
         return self.request("GET", f"/api/v1/tasks/{provider_task_id}")

@@ -15,7 +15,6 @@ from i2v.providers.base import (
     ALL_MODES,
     Capabilities,
     HttpProvider,
-    ProviderError,
     ProviderRejected,
     ProviderState,
     ProviderStatus,
@@ -23,6 +22,7 @@ from i2v.providers.base import (
     as_object,
     as_text,
     callback_json,
+    job_id,
     json_body,
     state_of,
 )
@@ -94,10 +94,7 @@ class EvolinkProvider(HttpProvider):
 
     def parse_submit(self, resp: httpx.Response) -> str:
         data = json_body(resp)
-        task_id = data.get("id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError("submit answer has no id", raw=resp.text)
-        return task_id
+        return job_id(data.get("id"), "id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
         return self.request("GET", f"/v1/tasks/{provider_task_id}")

@@ -23,6 +23,7 @@ from i2v.providers.base import (
     ProviderStatus,
     as_int,
     callback_json,
+    job_id,
     json_body,
     state_of,
 )
@@ -78,10 +79,7 @@ class NovitaProvider(HttpProvider):
 
     def parse_submit(self, resp: httpx.Response) -> str:
         data = _body(resp)
-        task_id = data.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError("submit answer has no task_id", status_code=resp.status_code, raw=resp.text)
-        return task_id
+        return job_id(data.get("task_id"), "task_id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
         return self.request("GET", RESULT_PATH, params={"task_id": provider_task_id})

@@ -16,10 +16,10 @@ from i2v.providers.base import (
     ALL_MODES,
     Capabilities,
     HttpProvider,
-    ProviderError,
     ProviderState,
     ProviderStatus,
     as_text,
+    job_id,
     json_body,
     state_of,
 )
@@ -72,10 +72,11 @@ class OxenProvider(HttpProvider):
         data = json_body(resp)
         generations = data.get("generations")
         first = generations[0] if isinstance(generations, list) and generations else None
-        generation_id = first.get("generation_id") if isinstance(first, dict) else None
-        if not isinstance(generation_id, str) or not generation_id:
-            raise ProviderError("enqueue answer has no generations[0].generation_id", raw=resp.text)
-        return generation_id
+        return job_id(
+            first.get("generation_id") if isinstance(first, dict) else None,
+            "generations[0].generation_id",
+            resp,
+        )
 
     def status(self, provider_task_id: str) -> httpx.Request:
         return self.request("GET", f"/api/ai/queue/{provider_task_id}")
