@@ -118,6 +118,12 @@ class Gateway:
         Returns (task, created); a replayed idempotency key returns the first task.
         """
         mode = req.resolved_mode()
+        idem = (idempotency_key, request_hash(req)) if idempotency_key else None
+        if idem:
+            # A replay is answered before the media are fetched again (their URLs may have expired since).
+            replayed = self.store.idempotent_task(tenant, *idem)
+            if replayed is not None:
+                return replayed, False
         for name in MEDIA_KINDS:
             url = getattr(req, name)
             if url and url.startswith("s3://"):
@@ -140,8 +146,7 @@ class Gateway:
             # The sweeper's safety net from the start, but not before this submit could have finished.
             next_poll_at=now + self.settings.submit_grace_seconds,
         )
-        idem = (idempotency_key, request_hash(req)) if idempotency_key else None
-        stored, created = self.store.create(task, idem)
+        stored, created = self.store.create(task, idem)  # the transaction settles concurrent first uses
         if created:
             stored = self.submit(stored)
         return stored, created
@@ -385,9 +390,13 @@ class Gateway:
         except UnknownProviderStatus as exc:
             return self._fail(task.id, task.attempts, "unknown_provider_status", str(exc), exc.raw)
         except ProviderRejected as exc:
-            return self._fail(
-                task.id, task.attempts, exc.code or "provider_rejected", f"status query: {exc}", exc.raw
-            )
+            if exc.status_code in (404, 410):  # the provider does not know the job (any more)
+                return self._fail(
+                    task.id, task.attempts, exc.code or "not_found", f"status query: {exc}", exc.raw
+                )
+            # Anything else (a rotated key, a permission) may be fixed: keep asking until the deadline.
+            logger.warning("status query refused", task_id=task.id, provider=task.provider, error=str(exc))
+            return self.store.update(task.id, next_poll_at=self.now() + 60) or self._reload(task.id)
         except ProviderError as exc:
             wait = exc.retry_after if isinstance(exc, ProviderRateLimited) and exc.retry_after else 30
             logger.warning("status query failed", task_id=task.id, error=str(exc))

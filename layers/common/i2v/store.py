@@ -138,13 +138,19 @@ class TaskStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-        record = self.table.get_item(Key={"pk": idem_pk}, ConsistentRead=True).get("Item")
-        if record is None or record["hash"] != request_hash:
-            raise IdempotencyConflict()
-        existing = self.get(str(record["task_id"]))
+        existing = self.idempotent_task(task.tenant, key, request_hash)
         if existing is None:  # the record outlived its task (TTL); treat the key as spent
             raise IdempotencyConflict()
         return existing, False
+
+    def idempotent_task(self, tenant: str, key: str, request_hash: str) -> Task | None:
+        """The task an idempotency key already made (None if unused); another body under it is a conflict."""
+        record = self.table.get_item(Key={"pk": f"IDEM#{tenant}#{key}"}, ConsistentRead=True).get("Item")
+        if record is None:
+            return None
+        if record["hash"] != request_hash:
+            raise IdempotencyConflict()
+        return self.get(str(record["task_id"]))
 
     def get(self, task_id: str) -> Task | None:
         item = self.table.get_item(Key={"pk": self._task_pk(task_id)}, ConsistentRead=True).get("Item")
