@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 
 import av
 import boto3
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from i2v.local.simulator import Simulator
 from i2v.local.stack import LocalStack
@@ -230,3 +232,61 @@ def test_openapi_document_and_swagger_ui_are_served(stack: LocalStack) -> None:
     docs = httpx.get(f"{stack.url}/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]], list[int]]]:
+    """A loopback receiver: (url, requests seen, status codes to answer in turn, then 204)."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    seen: list[tuple[dict[str, str], bytes]] = []
+    answers: list[int] = []
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        seen.append((dict(request.headers), request.get_data()))
+        return Response(status=answers.pop(0) if answers else 204)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/video", seen, answers
+    server.shutdown()
+
+
+def test_finished_task_is_delivered_as_a_signed_webhook_retried_until_accepted(
+    api: httpx.Client,
+    image_url: str,
+    webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]], list[int]],
+) -> None:
+    url, seen, answers = webhook_receiver
+    answers.extend([500, 503])  # the receiver is down twice
+    task = create(api, {"image_url": image_url, "duration": 2, "resolution": "720p", "webhook_url": url})
+    assert finished(api, task["id"])["status"] == "succeeded"
+    wait_for(lambda: len(seen) >= 3, seconds=30)
+    secret = api.get("/v1/webhooks/secret").json()["secret"]
+    headers, body = seen[-1]
+    event = Webhook(secret).verify(body, {k.lower(): v for k, v in headers.items()})
+    assert event["type"] == "video.succeeded"
+    assert event["data"]["id"] == task["id"]
+    assert event["data"]["output"]["key"].endswith(".mp4")
+    assert len({h["Webhook-Id"] for h, _ in seen}) == 1  # one message id: receivers can drop duplicates
+    webhook = api.get(f"/v1/videos/{task['id']}").json()["webhook"]
+    assert webhook["delivered"] is True
+    assert [a["result"] for a in webhook["attempts"]] == ["HTTP 500", "HTTP 503", "HTTP 204"]
+    time.sleep(1)
+    assert len(seen) == 3  # delivered once it was accepted, never again
+
+
+def test_webhook_signature_does_not_verify_with_another_tenants_secret(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    gateway().store.put_api_key("tenant-b-key", "tenant-b")
+    mine = api.get("/v1/webhooks/secret").json()["secret"]
+    theirs = httpx.get(
+        f"{stack.url}/v1/webhooks/secret", headers={"Authorization": "Bearer tenant-b-key"}
+    ).json()
+    assert mine.startswith("whsec_")
+    assert mine != theirs["secret"]

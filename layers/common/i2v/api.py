@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, Field
 
 from i2v.config import get_settings
+from i2v.delivery import tenant_secret
 from i2v.media import presign_put
 from i2v.models import (
     FieldError,
@@ -100,7 +101,7 @@ def create_video(
 
 @app.get("/v1/videos/<task_id>", summary="A task, with a fresh output URL once succeeded")
 def get_video(task_id: str) -> Response[TaskView]:
-    return accepted(gateway().view(gateway().get_for_tenant(tenant(), task_id)))
+    return accepted(gateway().view(gateway().get_for_tenant(tenant(), task_id), with_webhook=True))
 
 
 @app.get("/v1/videos", summary="Your tasks, newest first")
@@ -129,6 +130,16 @@ def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
         expires_at=(datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds"),
     )
     return accepted(ticket, 201)
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="Verify webhook-signature with it (Standard Webhooks, whsec_ form)")
+
+
+@app.get("/v1/webhooks/secret", summary="Your secret for verifying webhook signatures")
+def webhook_secret() -> Response[WebhookSecret]:
+    who = tenant()
+    return accepted(WebhookSecret(secret=tenant_secret(get_settings().secret("webhook_secret"), who)))
 
 
 class ProviderInfo(BaseModel):

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     public_base_url_param: str = ""  # SSM parameter holding it when deployed (avoids a template cycle)
     callback_secret: str = ""
     callback_secret_arn: str = ""  # Secrets Manager secret holding it when deployed
+    webhook_secret: str = ""  # master key the tenants' webhook signing secrets derive from
+    webhook_secret_arn: str = ""
+    delivery_queue_url: str = ""
+    delivery_backoff_seconds: int = 30  # first retry of a failed webhook; doubles per attempt, up to 15 min
     provider_keys_arn: str = ""  # Secrets Manager secret: {"evolink": "<key>", ...} when deployed
     # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
     allow_private_urls: bool = False

@@ -100,7 +100,17 @@ class VideoRequest(BaseModel):
     watermark: bool = False
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     provider: str | list[str] | None = Field(default=None, description="Provider name or ordered list")
-    webhook_url: Annotated[str, Field(max_length=MAX_URL, pattern=r"^https://\S+$")] | None = None
+    webhook_url: (
+        Annotated[
+            str,
+            Field(
+                max_length=MAX_URL,
+                pattern=r"^https?://\S+$",
+                description="https URL that gets a signed POST (Standard Webhooks) when the task finishes",
+            ),
+        ]
+        | None
+    ) = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
 
     @field_validator("resolution", mode="before")
@@ -215,6 +225,18 @@ class Task(BaseModel):
     version: int = 0
 
 
+class DeliveryAttempt(BaseModel):
+    at: int
+    result: str  # "HTTP 200", "HTTP 500", "no answer: ConnectTimeout", "refused: <guard reason>"
+
+
+class WebhookDelivery(BaseModel):
+    """What happened to a task's webhook so far."""
+
+    delivered: bool = False
+    attempts: list[DeliveryAttempt] = Field(default_factory=list)
+
+
 class TaskLinks(BaseModel):
     self: str
     cancel: str
@@ -237,6 +259,9 @@ class TaskView(BaseModel):
     output: Output | None = None
     error: TaskError | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    webhook: WebhookDelivery | None = Field(
+        default=None, description="Shown on GET of a task with a webhook_url"
+    )
     created_at: str
     updated_at: str
     links: TaskLinks

@@ -25,7 +25,16 @@ import httpx
 from aws_lambda_powertools import Logger
 
 from i2v.config import Settings
-from i2v.media import IngestError, UnsafeUrl, guarded_client, parse_s3_url, presign_get, stream_to_s3
+from i2v.delivery import DeliveryFailed, post, signed_event, tenant_secret
+from i2v.media import (
+    IngestError,
+    UnsafeUrl,
+    guarded_client,
+    parse_s3_url,
+    presign_get,
+    resolve_public,
+    stream_to_s3,
+)
 from i2v.models import (
     IN_FLIGHT,
     Attempt,
@@ -128,6 +137,8 @@ class Gateway:
             url = getattr(req, name)
             if url and url.startswith("s3://"):
                 self._own_object(tenant, name, url)
+        if req.webhook_url:
+            self._check_webhook_url(req.webhook_url)
         media = self.probe_media(req)
         chosen = self.route(req, mode, alpha=any(info.has_alpha for info in media.values()))
         now = self.now()
@@ -186,6 +197,15 @@ class Gateway:
         if errors:
             raise RequestProblem(422, "Media outside the model's limits", errors)
         return found
+
+    def _check_webhook_url(self, url: str) -> None:
+        """Refuse now what delivery would refuse later: plain http (but on the local stack), private hosts."""
+        if not url.startswith("https://") and not self.settings.allow_private_urls:
+            raise RequestProblem.invalid("webhook_url", "must be an https URL")
+        try:
+            resolve_public(url, self.settings.allow_private_urls)
+        except UnsafeUrl as exc:
+            raise RequestProblem.invalid("webhook_url", f"cannot be used: {exc}") from None
 
     def _fetchable(self, url: str) -> str:
         if not url.startswith("s3://"):
@@ -559,7 +579,7 @@ class Gateway:
             raise RequestProblem(404, "Task not found", detail=f"no task {task_id}")
         return task
 
-    def view(self, task: Task) -> TaskView:
+    def view(self, task: Task, with_webhook: bool = False) -> TaskView:
         output_url = expires_at = None
         if task.status is Status.SUCCEEDED and task.output:
             output_url, expires_at = presign_get(
@@ -580,6 +600,7 @@ class Gateway:
             output=task.output,
             error=task.error,
             attempts=task.attempts,
+            webhook=self.store.delivery(task.id) if with_webhook and task.request.webhook_url else None,
             created_at=iso(task.created_at),
             updated_at=iso(task.updated_at),
             links=TaskLinks(self=f"/v1/videos/{task.id}", cancel=f"/v1/videos/{task.id}/cancel"),
@@ -608,6 +629,33 @@ class Gateway:
             )
         except Exception:
             logger.exception("put_events failed", task_id=task.id)
+        if task.request.webhook_url and self.settings.delivery_queue_url:
+            try:
+                sqs().send_message(
+                    QueueUrl=self.settings.delivery_queue_url, MessageBody=json.dumps({"task_id": task.id})
+                )
+            except Exception:
+                logger.exception("queueing the webhook failed", task_id=task.id)
+
+    def deliver(self, task_id: str) -> str:
+        """POST a finished task's signed webhook. DeliveryFailed (for the queue to retry) on a non-2xx."""
+        task = self.store.get(task_id)
+        if task is None or not task.status.terminal or not task.request.webhook_url:
+            return "skipped"
+        if self.store.delivery(task_id).delivered:
+            return "duplicate"
+        secret = tenant_secret(self.settings.secret("webhook_secret"), task.tenant)
+        headers, body = signed_event(self.view(task), secret)
+        try:
+            status = post(self.fetcher, task.request.webhook_url, headers, body)
+        except UnsafeUrl as exc:  # the host turned private since the task was created: never retried
+            self.store.record_delivery(task_id, f"refused: {exc}", delivered=False)
+            return "refused"
+        except DeliveryFailed as exc:
+            self.store.record_delivery(task_id, str(exc), delivered=False)
+            raise
+        self.store.record_delivery(task_id, f"HTTP {status}", delivered=True)
+        return "delivered"
 
     # -- S3 drop folder ---------------------------------------------------------------------------
     def create_from_upload(self, bucket: str, key: str, etag: str) -> Task | None:

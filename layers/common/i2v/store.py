@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from i2v.models import IN_FLIGHT, TERMINAL, ProviderHealth, RequestProblem, Status, Task
+from i2v.models import IN_FLIGHT, TERMINAL, ProviderHealth, RequestProblem, Status, Task, WebhookDelivery
 
 BY_TENANT = "by_tenant"
 BY_DUE = "by_due"
@@ -297,6 +297,27 @@ class TaskStore:
         )
         found = {str(item["pk"]).removeprefix("HEALTH#"): item for item in got["Responses"][self.table_name]}
         return {n: ProviderHealth.model_validate(_plain(found.get(n, {}))) for n in names}
+
+    # -- webhook deliveries -----------------------------------------------------------------------
+    def record_delivery(self, task_id: str, result: str, delivered: bool) -> None:
+        """Append one attempt to the task's delivery log; a success marks it delivered for good."""
+        attempt = {"at": int(self.clock()), "result": result[:300]}
+        self.table.update_item(
+            Key={"pk": f"DELIVERY#{task_id}"},
+            UpdateExpression="SET attempts = list_append(if_not_exists(attempts, :none), :one), "
+            + ("delivered = :yes" if delivered else "delivered = if_not_exists(delivered, :yes)")
+            + ", expires_at = :ttl",
+            ExpressionAttributeValues={
+                ":none": [],
+                ":one": [attempt],
+                ":yes": delivered,
+                ":ttl": int(self.clock()) + self.ttl_days * 86400,
+            },
+        )
+
+    def delivery(self, task_id: str) -> WebhookDelivery:
+        item = self.table.get_item(Key={"pk": f"DELIVERY#{task_id}"}, ConsistentRead=True).get("Item", {})
+        return WebhookDelivery.model_validate(_plain(item))
 
     # -- api keys ---------------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str) -> None:

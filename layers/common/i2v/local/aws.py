@@ -123,6 +123,7 @@ class LocalResources:
             I2V_DEFAULT_PROVIDERS=os.environ.get("I2V_DEFAULT_PROVIDERS", "local"),
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",  # EMF lines on stdout are for CloudWatch, not a terminal
+            I2V_DELIVERY_BACKOFF_SECONDS="1",  # webhook retries in seconds, not minutes
             POWERTOOLS_METRICS_NAMESPACE="I2vGatewayLocal",
         )
         return resolved

@@ -296,7 +296,10 @@ class LocalStack:
                 continue
             try:
                 got = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=int(conf.get("BatchSize", 10)), WaitTimeSeconds=1
+                    QueueUrl=url,
+                    MaxNumberOfMessages=int(conf.get("BatchSize", 10)),
+                    WaitTimeSeconds=1,
+                    MessageSystemAttributeNames=["All"],  # as Lambda's event source passes them
                 )
                 messages = got.get("Messages", [])
                 if not messages:
