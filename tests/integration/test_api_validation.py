@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from i2v.local.sim_local import LocalSimulator
+from i2v.local.stack import reset_caches
 from tests.support import api_call
 
 # Placeholders for URLs of real files on the loopback media server (the gateway probes every input).
@@ -47,7 +48,7 @@ def problem_fields(body: dict[str, Any]) -> list[str]:
         ({"image_url": IMG, "seed": 2_147_483_648}, "seed", "2147483647"),
         ({"image_url": IMG, "resolution": "480p"}, "resolution", "720p"),
         ({"image_url": "ftp://media.example/a.png"}, "image_url", "pattern"),
-        ({"image_url": IMG, "webhook_url": "http://hooks.example/x"}, "webhook_url", "pattern"),
+        ({"image_url": IMG, "webhook_url": "ftp://hooks.example/x"}, "webhook_url", "pattern"),
         ({"image_url": IMG, "metadata": {str(i): "v" for i in range(17)}}, "metadata", "16"),
         ({"image_url": IMG, "colour": "blue"}, "colour", "not permitted"),
         ({}, "image_url", "required"),
@@ -160,3 +161,28 @@ def test_continuation_total_duration_must_cover_its_clip(
     assert status == 422
     assert {"video_url", "duration"} <= set(problem_fields(problem))
     assert "at least the clip's 11.0 s" in problem["detail"]
+
+
+def test_webhook_url_must_be_https_outside_the_local_stack(
+    media: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("I2V_ALLOW_PRIVATE_URLS", "false")
+    reset_caches()
+    status, problem = api_call(
+        "POST", "/v1/videos", media({"image_url": IMG, "webhook_url": "http://hooks.example/x"})
+    )
+    assert status == 422
+    assert {"field": "webhook_url", "message": "must be an https URL"} in problem["errors"]
+
+
+def test_webhook_url_on_a_private_address_is_refused(
+    media: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("I2V_ALLOW_PRIVATE_URLS", "false")
+    reset_caches()
+    status, problem = api_call(
+        "POST", "/v1/videos", media({"image_url": IMG, "webhook_url": "https://10.1.2.3/hook"})
+    )
+    assert status == 422
+    assert problem_fields(problem) == ["webhook_url"]
+    assert "private or reserved" in problem["detail"]
