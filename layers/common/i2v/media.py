@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -119,13 +118,6 @@ def parse_s3_url(url: str, bucket: str) -> str:
     if parts.netloc != bucket or not parts.path.strip("/"):
         raise RequestProblem.invalid("url", f"s3 URLs must point into this gateway's bucket ({bucket})")
     return parts.path.lstrip("/")
-
-
-@dataclass
-class StreamResult:
-    size: int
-    sha256: str
-    content_type: str
 
 
 def stream_to_s3(client: httpx.Client, url: str, bucket: str, key: str) -> Output:

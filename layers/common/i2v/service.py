@@ -33,6 +33,7 @@ from i2v.media import (
     parse_s3_url,
     presign_get,
     resolve_public,
+    s3_client,
     stream_to_s3,
 )
 from i2v.models import (
@@ -677,8 +678,6 @@ class Gateway:
         return task
 
     def _upload_options(self, bucket: str, key: str) -> dict[str, Any]:
-        from i2v.media import s3_client
-
         head = s3_client().head_object(Bucket=bucket, Key=key)
         options: dict[str, Any] = {k.replace("-", "_"): v for k, v in head.get("Metadata", {}).items()}
         sidecar = str(PurePosixPath(key).with_suffix(".json"))

@@ -92,7 +92,7 @@ class AimlapiSimulator(Simulator):
         error = {"name": "GenerationError", "message": task.error or "generation failed"}
         return {
             "id": task.id,
-            "status": self.faults.unknown_status or STATE_NAMES[task.state],
+            "status": self.status_word(task, STATE_NAMES),
             "video": {"url": self.result_url(task)} if done else None,
             "error": error if task.state == "failed" else None,
             "meta": {"usage": _usage(task.duration)} if done else None,

@@ -241,7 +241,7 @@ class DashscopeSimulator(Simulator):
     def task_json(self, task: SimTask) -> dict[str, Any]:
         output: dict[str, Any] = {
             "task_id": task.id,
-            "task_status": self.faults.unknown_status or STATE_NAMES[task.state],
+            "task_status": self.status_word(task, STATE_NAMES),
             "submit_time": _timestamp(task.created_at),
         }
         scheduled = self._scheduled.get(task.id)

@@ -133,7 +133,7 @@ class EvolinkSimulator(Simulator):
             "model": MODEL,
             "object": "video.generation.task",
             "progress": progress,
-            "status": self.faults.unknown_status or STATE_NAMES[task.state],
+            "status": self.status_word(task, STATE_NAMES),
             "task_info": {"can_cancel": in_flight},
             "type": "video",
         }

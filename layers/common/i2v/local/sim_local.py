@@ -35,7 +35,7 @@ class LocalSimulator(Simulator):
     def task_json(self, task: SimTask) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": task.id,
-            "status": self.faults.unknown_status or STATE_NAMES[task.state],
+            "status": self.status_word(task, STATE_NAMES),
             "progress": task.progress,
             "eta_seconds": 2 if task.state in ("queued", "processing") else None,
             "video_url": self.result_url(task),

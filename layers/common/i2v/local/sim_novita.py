@@ -118,7 +118,7 @@ class NovitaSimulator(Simulator):
             },
             "task": {
                 "task_id": task.id,
-                "status": self.faults.unknown_status or STATUS_NAMES[task.state],
+                "status": self.status_word(task, STATUS_NAMES),
                 "reason": task.error or "",
                 "task_type": TASK_TYPE,
                 # Seconds left, roughly: the share of the clip not yet rendered.

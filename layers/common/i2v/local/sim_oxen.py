@@ -158,7 +158,7 @@ class OxenSimulator(Simulator):
             "model_name": params.get("model"),
             "prompt": params.get("prompt"),
             "media_type": "video",
-            "status": self.faults.unknown_status or STATUS_WORDS[task.state],
+            "status": self.status_word(task, STATUS_WORDS),
             "result_url": self.result_url(task),
             "error_message": task.error if task.state == "failed" else None,
             "enqueued_at": int(task.created_at),

@@ -190,9 +190,9 @@ class Simulator:
     def rate_limited(self) -> Response:
         return self.json({"error": "rate limited"}, 429, {"Retry-After": f"{self.faults.retry_after:g}"})
 
-    def raw_state(self, task: SimTask) -> str:
-        """The provider's word for the task's state; the unknown-status fault overrides it."""
-        return self.faults.unknown_status or task.state
+    def status_word(self, task: SimTask, words: Mapping[str, str]) -> str:
+        """The provider's word for the task's state (`words` maps ours to theirs); the fault overrides it."""
+        return self.faults.unknown_status or words[task.state]
 
     # -- tasks ------------------------------------------------------------------------------------
     def create(

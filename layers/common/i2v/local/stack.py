@@ -16,8 +16,8 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -361,9 +361,3 @@ def reset_caches() -> None:
     service.sqs.cache_clear()
     service.events.cache_clear()
     media.s3_client.cache_clear()
-
-
-@contextmanager
-def running(**kwargs: Any) -> Iterator[LocalStack]:
-    with LocalStack(**kwargs) as stack:
-        yield stack
