@@ -1,0 +1,73 @@
+"""The `i2v` command against the local stack, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from i2v.cli import main
+from i2v.local.simulator import Simulator
+from i2v.local.stack import LocalStack
+from tests.support import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(stack: LocalStack, *args: str) -> int:
+    return main(["--api-url", stack.url, "--api-key", stack.api_key, *args])
+
+
+def test_generate_uploads_a_local_image_and_downloads_the_mp4(
+    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "hills.mp4"
+    image = str(ROOT / "assets" / "sample.png")
+    code = cli(
+        stack,
+        "generate",
+        image,
+        "--prompt",
+        "dusk",
+        "--duration",
+        "2",
+        "--resolution",
+        "720p",
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert min(container.streams.video[0].width, container.streams.video[0].height) == 720
+
+
+def test_a_refused_request_prints_the_field_and_exits_1(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(ROOT / "assets" / "sample.png")
+    assert cli(stack, "generate", image, "--duration", "16") == 1
+    assert "duration: Input should be less than or equal to 15" in capsys.readouterr().err
+
+
+def test_status_list_cancel_and_providers_print_json(
+    stack: LocalStack, sims: dict[str, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(stack, "providers") == 0
+    assert {p["name"] for p in json.loads(capsys.readouterr().out)} >= {"local", "evolink"}
+    assert cli(stack, "list", "--limit", "5") == 0
+    listed = json.loads(capsys.readouterr().out)["items"]
+    assert listed
+    task_id = listed[0]["id"]
+    assert cli(stack, "status", task_id) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == task_id
+    assert cli(stack, "cancel", "vid_nope") == 1
+    assert "404" in capsys.readouterr().err
+
+
+def test_missing_key_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "", "list"]) == 1
+    assert "I2V_API_KEY" in capsys.readouterr().err
