@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Longer than any one submit can take (retries and Retry-After included): until then the sweeper leaves
     # an accepted task to the function submitting it; after it, the task is treated as interrupted.
     submit_grace_seconds: int = 120
+    submit_budget_seconds: float = 12.0  # no failover to a further provider once a submit has taken this long
     presign_seconds: int = 900
     due_shards: int = 4
     task_ttl_days: int = 30

@@ -264,10 +264,15 @@ class Gateway:
         attempts = list(task.attempts)
         retry_later = False
         last_error = TaskError(code="no_provider", message="no provider accepted the task")
+        started = self.clock()
         for name in task.providers:
             provider = self.providers.get(name)
             if provider is None:
                 continue
+            if attempts and self.clock() - started > self.settings.submit_budget_seconds:
+                # API Gateway gives up on the caller after 29 s: the next provider is the sweeper's to try.
+                retry_later = True
+                break
             callback = None
             if provider.capabilities.callback:
                 token = self.callback_token(task.id)

@@ -21,7 +21,7 @@ class ProviderClient:
     timeout: float = 10.0
     attempts: int = 3
     backoff: float = 0.5
-    max_retry_after: float = 10.0  # longer waits go back to the scheduler instead of holding a Lambda
+    max_retry_after: float = 5.0  # longer waits go back to the scheduler instead of holding a Lambda
     sleep: Callable[[float], None] = time.sleep
     transport: httpx.BaseTransport | None = None
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
