@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -332,6 +331,9 @@ def _read_image(file: _RangedFile) -> MediaInfo:
         # Pillow reads a whole WEBP file to open it; the header says all we need.
         width, height, has_alpha = _webp_header(head)
         return MediaInfo("image", "webp", _size(file), width, height, has_alpha=has_alpha)
+    # Imported here: Pillow costs about 0.1 s of import, which only image probes should pay (cold starts).
+    from PIL import Image, UnidentifiedImageError
+
     try:
         # Only header-parsing plugins we accept are tried; nothing is decoded (no load()).
         with Image.open(io.BufferedReader(file), formats=list(_PILLOW_FORMATS)) as image:
