@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HANDLERS = ["api", "callback", "sweeper", "ingest", "s3_trigger"]
+HANDLERS = ["api", "callback", "sweeper", "ingest", "s3_trigger", "deliver"]
 
 
 def cold_import(code: str, runs: int = 7) -> float:
