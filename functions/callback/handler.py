@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v.models import RequestProblem
-from i2v.problems import problem
+from i2v.problems import problem_for
 from i2v.service import gateway
 
 logger = Logger()
@@ -29,7 +29,7 @@ def callback(provider: str, task_id: str) -> Response[Any]:
         task = gateway().on_callback(provider, task_id, token, body)
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
-        return problem(exc.status, exc.title, exc.detail)
+        return problem_for(exc)
     return Response(
         status_code=200, content_type="application/json", body={"id": task.id, "status": task.status}
     )

@@ -7,7 +7,7 @@ OpenAPI document, so the docs and the checks cannot disagree.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -30,7 +30,7 @@ from i2v.models import (
     UploadTicket,
     VideoRequest,
 )
-from i2v.problems import problem
+from i2v.problems import problem, problem_for
 from i2v.service import gateway
 
 logger = Logger(child=True)
@@ -54,14 +54,13 @@ def _invalid(exc: RequestValidationError) -> Response[Any]:
         errors.append(
             FieldError(field=".".join(loc) or "body", message=str(err.get("msg", err.get("type", "invalid"))))
         )
-    return problem(
-        422, "Request validation failed", "; ".join(f"{e.field}: {e.message}" for e in errors), errors
-    )
+    # RequestProblem writes the detail from the errors, as for every other 422.
+    return problem_for(RequestProblem(422, "Request validation failed", errors))
 
 
 @app.exception_handler(RequestProblem)  # type: ignore[untyped-decorator]
 def _problem(exc: RequestProblem) -> Response[Any]:
-    return problem(exc.status, exc.title, exc.detail, exc.errors)
+    return problem_for(exc)
 
 
 @app.not_found
@@ -123,12 +122,10 @@ def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
     who = tenant()
     settings = get_settings()
     key = f"inputs/{who}/{datetime.now(UTC):%Y%m%d}/{secrets.token_hex(8)}-{upload.filename}"
-    seconds = settings.presign_seconds
-    ticket = UploadTicket(
-        url=f"s3://{settings.bucket_name}/{key}",
-        put_url=presign_put(settings.bucket_name, key, upload.content_type, seconds),
-        expires_at=(datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds"),
+    put_url, expires_at = presign_put(
+        settings.bucket_name, key, upload.content_type, settings.presign_seconds
     )
+    ticket = UploadTicket(url=f"s3://{settings.bucket_name}/{key}", put_url=put_url, expires_at=expires_at)
     return accepted(ticket, 201)
 
 

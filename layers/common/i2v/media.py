@@ -100,16 +100,17 @@ def s3_client() -> S3Client:
 
 def presign_get(bucket: str, key: str, seconds: int) -> tuple[str, str]:
     """(URL, ISO expiry) for a short-lived GET of our own object."""
-    url = s3_client().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
-    )
+    return _presign("get_object", {"Bucket": bucket, "Key": key}, seconds)
+
+
+def presign_put(bucket: str, key: str, content_type: str, seconds: int) -> tuple[str, str]:
+    """(URL, ISO expiry) for a short-lived PUT of one file with this Content-Type."""
+    return _presign("put_object", {"Bucket": bucket, "Key": key, "ContentType": content_type}, seconds)
+
+
+def _presign(operation: str, params: dict[str, str], seconds: int) -> tuple[str, str]:
+    url = s3_client().generate_presigned_url(operation, Params=params, ExpiresIn=seconds)
     return url, (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
-
-
-def presign_put(bucket: str, key: str, content_type: str, seconds: int) -> str:
-    return s3_client().generate_presigned_url(
-        "put_object", Params={"Bucket": bucket, "Key": key, "ContentType": content_type}, ExpiresIn=seconds
-    )
 
 
 def parse_s3_url(url: str, bucket: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from i2v.models import FieldError
+from i2v.models import FieldError, RequestProblem
 
 PROBLEM = "application/problem+json"
 
@@ -24,3 +24,7 @@ def problem(
     if errors:
         body["errors"] = [e.model_dump() for e in errors]
     return Response(status_code=status, content_type=PROBLEM, body=json.dumps(body))
+
+
+def problem_for(exc: RequestProblem) -> Response[Any]:
+    return problem(exc.status, exc.title, exc.detail, exc.errors)
