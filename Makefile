@@ -30,10 +30,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m i2v.local demo $(if $(PROVIDER),--provider $(PROVIDER))
+	$(BIN)/python -m i2v_local demo $(if $(PROVIDER),--provider $(PROVIDER))
 
 local: $(STAMP)
-	$(BIN)/python -m i2v.local up
+	$(BIN)/python -m i2v_local up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -67,7 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 invoke: $(STAMP)
-	$(BIN)/python -m i2v.local invoke $(FN) $(EVENT)
+	$(BIN)/python -m i2v_local invoke $(FN) $(EVENT)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache

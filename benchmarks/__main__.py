@@ -69,7 +69,7 @@ def main() -> int:
 
     from PIL import Image
 
-    from i2v.local.render import RenderJob, render
+    from i2v_local.render import RenderJob, render
 
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "in.png"

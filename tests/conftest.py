@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pytest_socket import socket_allow_hosts
 
-from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
-from i2v.local.sim_local import LocalSimulator
-from i2v.local.stack import reset_caches
+from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
+from i2v_local.sim_local import LocalSimulator
+from i2v_local.stack import reset_caches
 from tests.support import ROOT, SAMPLE_KEY
 
 

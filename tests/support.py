@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from i2v.local.stack import FakeContext, load_handler
+from i2v_local.stack import FakeContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

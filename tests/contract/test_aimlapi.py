@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from i2v.local.sim_aimlapi import AimlapiSimulator
 from i2v.models import Mode, VideoRequest
 from i2v.providers.aimlapi import DEFAULT_BASE_URL, AimlapiProvider
 from i2v.providers.base import (
@@ -22,6 +21,7 @@ from i2v.providers.base import (
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
+from i2v_local.sim_aimlapi import AimlapiSimulator
 from tests.contract.drive import poll
 
 IMAGE = "https://example.com/cat.png"

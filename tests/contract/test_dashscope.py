@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from i2v.local.render import RenderJob, render
-from i2v.local.sim_dashscope import DashscopeSimulator
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ProviderRateLimited,
@@ -26,6 +24,8 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.dashscope import DEFAULT_BASE_URL, SUBMIT_PATH, TASK_GONE, DashscopeProvider
+from i2v_local.render import RenderJob, render
+from i2v_local.sim_dashscope import DashscopeSimulator
 from tests.contract.drive import poll
 
 IMG, LAST, CLIP, AUDIO = (

@@ -16,7 +16,6 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.sim_evolink import EvolinkSimulator
 from i2v.models import MAX_SEED, Mode, VideoRequest
 from i2v.providers.base import (
     ProviderRateLimited,
@@ -28,6 +27,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.evolink import DEFAULT_BASE_URL, EvolinkProvider
+from i2v_local.sim_evolink import EvolinkSimulator
 from tests.contract.drive import poll
 
 MEDIA_FIELDS = ("image_start", "image_end", "video_urls", "audio_urls")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from i2v.local.sim_local import LocalSimulator
 from i2v.models import VideoRequest
 from i2v.providers.base import (
     ProviderRateLimited,
@@ -15,6 +14,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.local import LocalProvider
+from i2v_local.sim_local import LocalSimulator
 from tests.contract.drive import poll
 
 

@@ -15,7 +15,6 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.sim_novita import NovitaSimulator, highway_simulator
 from i2v.models import VideoRequest
 from i2v.providers.base import (
     ProviderError,
@@ -34,6 +33,7 @@ from i2v.providers.novita import (
     highway,
     parse_task_result,
 )
+from i2v_local.sim_novita import NovitaSimulator, highway_simulator
 from tests.contract.drive import poll
 
 ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from i2v.local.sim_oxen import OxenSimulator
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
@@ -23,6 +22,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v.providers.oxen import DEFAULT_BASE_URL, OxenProvider
+from i2v_local.sim_oxen import OxenSimulator
 from tests.contract.drive import poll
 
 IMAGE = "https://example.com/first.png"

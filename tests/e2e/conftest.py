@@ -9,8 +9,8 @@ import boto3
 import httpx
 import pytest
 
-from i2v.local.simulator import Faults, Simulator
-from i2v.local.stack import LocalStack
+from i2v_local.simulator import Faults, Simulator
+from i2v_local.stack import LocalStack
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 import av
 import pytest
 
-from i2v.cli import main
-from i2v.local.simulator import Simulator
-from i2v.local.stack import LocalStack
+from i2v_cli import main
+from i2v_local.simulator import Simulator
+from i2v_local.stack import LocalStack
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e

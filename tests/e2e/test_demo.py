@@ -20,7 +20,7 @@ def test_demo_animates_the_sample_over_http_and_by_s3_upload(provider: str, tmp_
         [
             sys.executable,
             "-m",
-            "i2v.local",
+            "i2v_local",
             "demo",
             "--provider",
             provider,

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from i2v.local.simulator import Simulator
-from i2v.local.stack import LocalStack
 from i2v.service import gateway
+from i2v_local.simulator import Simulator
+from i2v_local.stack import LocalStack
 from tests.e2e.flows import bus_events, create, finished, stored_item, tasks_for_key, upload_event, wait_for
 
 pytestmark = pytest.mark.e2e

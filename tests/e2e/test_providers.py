@@ -9,9 +9,9 @@ import boto3
 import httpx
 import pytest
 
-from i2v.local.simulator import Simulator
-from i2v.local.stack import LocalStack
 from i2v.service import gateway
+from i2v_local.simulator import Simulator
+from i2v_local.stack import LocalStack
 from tests.e2e.flows import bus_events, create, finished, stored_item, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from i2v.local.sim_local import LocalSimulator
-from i2v.local.stack import reset_caches
+from i2v_local.sim_local import LocalSimulator
+from i2v_local.stack import reset_caches
 from tests.support import api_call
 
 # Placeholders for URLs of real files on the loopback media server (the gateway probes every input).

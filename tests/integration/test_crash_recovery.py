@@ -9,11 +9,11 @@ from typing import Any
 
 import boto3
 
-from i2v.local.aws import LocalResources
-from i2v.local.sim_local import LocalSimulator
 from i2v.models import Mode, Status, Task, VideoRequest
 from i2v.service import gateway
 from i2v.store import new_task_id
+from i2v_local.aws import LocalResources
+from i2v_local.sim_local import LocalSimulator
 from tests.support import invoke, load_event
 
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from i2v.local.aws import LocalResources
-from i2v.local.sim_local import LocalSimulator
 from i2v.models import Status
 from i2v.service import gateway
+from i2v_local.aws import LocalResources
+from i2v_local.sim_local import LocalSimulator
 from tests.support import invoke, load_event
 
 SAMPLE_TASK = "vid_019ab1c2d3e4f5a6b7c8d9"  # the id in events/api_get.json, callback.json, sqs_ingest.json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from i2v.local.sim_local import LocalSimulator
+from i2v_local.sim_local import LocalSimulator
 from tests.support import api_call
 
 

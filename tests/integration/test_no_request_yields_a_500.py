@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from i2v.local.sim_local import LocalSimulator
+from i2v_local.sim_local import LocalSimulator
 from tests.support import api_call
 
 FIELDS = [

@@ -8,11 +8,11 @@ import boto3
 import pytest
 
 from i2v.config import get_settings
-from i2v.local.aws import LocalResources
-from i2v.local.sim_local import LocalSimulator
-from i2v.local.stack import reset_caches
 from i2v.providers import registry
 from i2v.service import gateway
+from i2v_local.aws import LocalResources
+from i2v_local.sim_local import LocalSimulator
+from i2v_local.stack import reset_caches
 from tests.support import api_call
 
 

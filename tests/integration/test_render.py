@@ -1,4 +1,4 @@
-"""Behaviour of the local renderer (i2v.local.render): real MP4s decoded back with PyAV."""
+"""Behaviour of the local renderer (i2v_local.render): real MP4s decoded back with PyAV."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from i2v.local.render import RenderError, RenderJob, render
+from i2v_local.render import RenderError, RenderJob, render
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 40)
@@ -423,7 +423,7 @@ def test_progress_callback_is_increasing_and_ends_at_one(tmp_path: Path) -> None
 RENDER_IN_A_FRESH_PROCESS = """
 import sys
 from pathlib import Path
-from i2v.local.render import RenderJob, render
+from i2v_local.render import RenderJob, render
 first, last, seed, out = sys.argv[1:]
 render(RenderJob(duration=2.0, first_frame=Path(first), last_frame=Path(last), seed=int(seed)), Path(out))
 """

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from i2v.local.sim_local import LocalSimulator
-from i2v.local.sim_oxen import OxenSimulator
-from i2v.local.stack import reset_caches
 from i2v.models import Status
 from i2v.service import gateway
+from i2v_local.sim_local import LocalSimulator
+from i2v_local.sim_oxen import OxenSimulator
+from i2v_local.stack import reset_caches
 from tests.support import api_call
 
 

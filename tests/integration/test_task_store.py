@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from i2v.local.aws import LocalResources
 from i2v.models import IN_FLIGHT, TERMINAL, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.store import IdempotencyConflict, TaskStore, new_task_id
+from i2v_local.aws import LocalResources
 
 
 class Clock:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from i2v.local.aws import load_template
+from i2v_local.aws import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

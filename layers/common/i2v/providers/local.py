@@ -1,4 +1,4 @@
-"""The `local` provider: the embedded renderer behind a small task API (see i2v.local.sim_local).
+"""The `local` provider: the embedded renderer behind a small task API (see i2v_local.sim_local).
 
 It speaks a deliberately plain dialect so it documents the adapter shape the real hosts follow.
 """

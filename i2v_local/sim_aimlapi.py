@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import SimTask, Simulator
+from i2v_local.simulator import SimTask, Simulator
 
 MODEL = "alibaba/wan-2-7-i2v"
 PATH = "/v2/video/generations"

@@ -14,9 +14,9 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.render import RenderError
-from i2v.local.simulator import SimTask, Simulator
 from i2v.models import MAX_SEED
+from i2v_local.render import RenderError
+from i2v_local.simulator import SimTask, Simulator
 
 MODEL = "wan-v2-7-image-to-video"
 # Oxen serves hundreds of models; the queue refuses text-only ones. One of each kind is enough here.

@@ -28,17 +28,17 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
-from i2v.local.sim_aimlapi import AimlapiSimulator
-from i2v.local.sim_dashscope import DashscopeSimulator
-from i2v.local.sim_evolink import EvolinkSimulator
-from i2v.local.sim_local import LocalSimulator
-from i2v.local.sim_novita import NovitaSimulator, highway_simulator
-from i2v.local.sim_oxen import OxenSimulator
-from i2v.local.simulator import Simulator
+from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
+from i2v_local.sim_aimlapi import AimlapiSimulator
+from i2v_local.sim_dashscope import DashscopeSimulator
+from i2v_local.sim_evolink import EvolinkSimulator
+from i2v_local.sim_local import LocalSimulator
+from i2v_local.sim_novita import NovitaSimulator, highway_simulator
+from i2v_local.sim_oxen import OxenSimulator
+from i2v_local.simulator import Simulator
 
-log = logging.getLogger("i2v.local")
-ROOT = Path(__file__).resolve().parents[4]
+log = logging.getLogger("i2v_local")
+ROOT = Path(__file__).resolve().parents[1]
 Handler = Callable[[dict[str, Any], Any], Any]
 
 # One simulator per provider in i2v.providers.registry, built with a render scale (< 1 renders smaller).

@@ -1,4 +1,4 @@
-"""python -m i2v.local up|demo|invoke — the embedded local stack from the command line."""
+"""python -m i2v_local up|demo|invoke — the embedded local stack from the command line."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 def up(port: int) -> int:
     from rich.console import Console
 
-    from i2v.local.stack import SIMULATORS, LocalStack
+    from i2v_local.stack import SIMULATORS, LocalStack
 
     console = Console()
     with console.status("starting the local stack…"):
@@ -47,8 +47,8 @@ def invoke(function: str, event_path: str) -> int:
 
     import boto3
 
-    from i2v.local.stack import ROOT, LocalStack
     from i2v.service import gateway
+    from i2v_local.stack import ROOT, LocalStack
 
     event = json.loads(Path(event_path).read_text())
     with LocalStack(api_key="i2v_sample_key_0123456789") as stack:
@@ -65,7 +65,7 @@ def invoke(function: str, event_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m i2v.local")
+    parser = argparse.ArgumentParser(prog="python -m i2v_local")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("up", help="serve the API on the local stack until stopped")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return up(args.port)
     if args.command == "invoke":
         return invoke(args.function, args.event)
-    from i2v.local.demo import main as demo_main
+    from i2v_local.demo import main as demo_main
 
     return demo_main(
         provider=args.provider, resolution=args.resolution, duration=args.duration, out=Path(args.out)

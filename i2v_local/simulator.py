@@ -25,9 +25,9 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.render import RenderError, RenderJob, render
+from i2v_local.render import RenderError, RenderJob, render
 
-log = logging.getLogger("i2v.local.simulator")
+log = logging.getLogger("i2v_local.simulator")
 
 
 @dataclass

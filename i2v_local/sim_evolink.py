@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import SimTask, Simulator
+from i2v_local.simulator import SimTask, Simulator
 
 MODEL = "wan2.7-image-to-video"
 ID_PREFIX = "task-unified-"

@@ -22,7 +22,7 @@ import yaml
 STACK = "i2v-local"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-TEMPLATE = Path(__file__).resolve().parents[4] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):

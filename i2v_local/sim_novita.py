@@ -12,8 +12,8 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import SimTask, Simulator
 from i2v.models import MAX_NEGATIVE_PROMPT, MAX_PROMPT, MAX_SEED
+from i2v_local.simulator import SimTask, Simulator
 
 STATUS_NAMES = {
     "queued": "TASK_STATUS_QUEUED",

@@ -19,8 +19,8 @@ import av
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import SimTask, Simulator
 from i2v.models import MAX_DURATION, MAX_SEED, MIN_DURATION
+from i2v_local.simulator import SimTask, Simulator
 
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
 MODEL = re.compile(r"^wan2\.7-i2v(-\d{4}-\d{2}-\d{2})?$")  # the alias or a dated snapshot (zh example)

@@ -11,7 +11,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.local.simulator import SimTask, Simulator
+from i2v_local.simulator import SimTask, Simulator
 
 STATE_NAMES = {
     "queued": "queued",

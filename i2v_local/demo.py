@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from i2v.local.stack import ROOT, LocalStack
+from i2v_local.stack import ROOT, LocalStack
 
 SAMPLE = ROOT / "assets" / "sample.png"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
