@@ -111,7 +111,7 @@ class AimlapiSimulator(Simulator):
             return self.error(403, OUT_OF_CREDITS)
         # Fields the schema does not name (last_frame_url, video_url, ...) are dropped, not refused: the
         # schema does not close the object (no additionalProperties: false) and the validator's messages
-        # are zod's, whose objects strip unknown keys by default. Hence the adapter's own mode guard.
+        # are zod's, whose objects strip unknown keys by default. Hence routing's mode check.
         inputs = {"first_frame": str(data["image_url"])}
         if data.get("audio_url"):
             inputs["audio"] = str(data["audio_url"])

@@ -51,14 +51,10 @@ class AimlapiProvider(HttpProvider):
     name: str = "aimlapi"
     capabilities: Capabilities = CAPABILITIES
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
-        # The body validator drops unknown fields rather than refusing them, so a last frame or clip would
-        # vanish and the job run as plain first-frame: a silent wrong video. Routing filters by capabilities
-        # first; this is the backstop.
-        if req.last_frame_url or req.video_url:
-            raise ProviderRejected(
-                "aimlapi serves first-frame (+audio) requests only", code="unsupported_mode", raw=""
-            )
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
+        # Only first-frame requests get here: routing refuses other modes by CAPABILITIES. That matters,
+        # because the body validator drops unknown fields rather than refusing them, so a last frame or clip
+        # sent anyway would vanish and the job run as plain first-frame: a silent wrong video.
         body: dict[str, Any] = {
             "model": MODEL,
             # Required by the schema, which sets no minLength: an empty prompt goes as "", never left out.

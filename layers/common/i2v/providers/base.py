@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from i2v.models import Mode, Status, VideoRequest
+from i2v.models import MAX_DURATION, MIN_DURATION, Mode, VideoRequest
 
 
 class ProviderState(StrEnum):
@@ -22,15 +22,6 @@ class ProviderState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def as_task_status(self) -> Status:
-        return {
-            ProviderState.QUEUED: Status.SUBMITTED,
-            ProviderState.PROCESSING: Status.PROCESSING,
-            ProviderState.SUCCEEDED: Status.SUCCEEDED,
-            ProviderState.FAILED: Status.FAILED,
-            ProviderState.CANCELLED: Status.CANCELLED,
-        }[self]
 
 
 @dataclass(frozen=True)
@@ -83,7 +74,7 @@ def _span(values: frozenset[int]) -> str:
 
 
 ALL_MODES = frozenset(Mode)
-ALL_DURATIONS = frozenset(range(2, 16))
+ALL_DURATIONS = frozenset(range(MIN_DURATION, MAX_DURATION + 1))
 
 
 class ProviderError(Exception):
@@ -121,10 +112,13 @@ class UnknownProviderStatus(ProviderError):
 
 
 class Provider(Protocol):
+    """One host's API as pure mappings. `submit` gets the mode routing resolved and already checked
+    against `capabilities` (see `Capabilities.refusal`): an adapter maps a request, it never refuses one."""
+
     name: str
     capabilities: Capabilities
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request: ...
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request: ...
     def parse_submit(self, resp: httpx.Response) -> str: ...
     def status(self, provider_task_id: str) -> httpx.Request: ...
     def parse_status(self, resp: httpx.Response) -> ProviderStatus: ...

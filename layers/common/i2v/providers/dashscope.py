@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from i2v.models import VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
@@ -59,7 +59,7 @@ class DashscopeProvider(HttpProvider):
     capabilities: Capabilities = CAPABILITIES
     model: str = MODEL  # or a dated snapshot such as wan2.7-i2v-2026-04-25
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         # callback_url is ignored: this API only polls.
         media = [
             {"type": kind, "url": url}

@@ -9,13 +9,12 @@ from typing import Any
 
 import httpx
 
-from i2v.models import MAX_SEED, Mode, VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
     HttpProvider,
-    ProviderRejected,
     ProviderState,
     ProviderStatus,
     as_int,
@@ -29,7 +28,10 @@ from i2v.providers.base import (
 
 DEFAULT_BASE_URL = "https://api.evolink.ai"
 MODEL = "wan2.7-image-to-video"
-MIN_SEED = 1  # EvoLink documents seed 1-2147483647; the model itself accepts 0
+# EvoLink documents seed 1-2147483647; the model itself accepts 0. Seed 0 is refused (by routing, from
+# CAPABILITIES) rather than rewritten: sending 1 would quietly give the video of another seed, and leaving
+# it out a random one; either breaks the promise that a seed reproduces a result.
+MIN_SEED = 1
 
 STATES = {
     "pending": ProviderState.QUEUED,
@@ -51,7 +53,9 @@ CAPABILITIES = Capabilities(
     callback=True,  # callback_url
     cancel=False,  # task_info.can_cancel exists, but no cancel endpoint is documented
     min_seed=MIN_SEED,
-    watermark=False,  # no watermark field is documented
+    # No watermark field is documented: silently dropping one would deliver an unmarked video to a client who
+    # asked for the mark, so routing refuses such requests and fails over.
+    watermark=False,
 )
 
 
@@ -60,12 +64,9 @@ class EvolinkProvider(HttpProvider):
     name: str = "evolink"
     capabilities: Capabilities = CAPABILITIES
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
-        if req.watermark:
-            # EvoLink documents no watermark option: dropping it silently would deliver an unmarked video
-            # to a client who asked for the mark, so refuse before any call and let the gateway fail over.
-            raise ProviderRejected("EvoLink has no watermark option", code="unsupported_watermark")
-        mode = req.resolved_mode()
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
+        # Routing has refused what EvoLink cannot take (seed 0, a watermark: see CAPABILITIES); EvoLink has
+        # no watermark field, so `req.watermark` (then always false) is not sent.
         body: dict[str, Any] = {
             "model": MODEL,
             # Explicit, as EvoLink recommends: auto-selection could read the media differently from us.
@@ -87,7 +88,7 @@ class EvolinkProvider(HttpProvider):
         if req.audio_url:
             body["audio_urls"] = [req.audio_url]
         if req.seed is not None:
-            body["seed"] = _seed(req.seed)
+            body["seed"] = req.seed
         if callback_url:
             body["callback_url"] = callback_url
         return self.request("POST", "/v1/videos/generations", body)
@@ -128,16 +129,3 @@ class EvolinkProvider(HttpProvider):
     def callback_task_id(self, body: bytes) -> str | None:
         task_id = callback_json(body).get("id")  # "consistent with the task query API response"
         return task_id if isinstance(task_id, str) else None
-
-
-def _seed(seed: int) -> int:
-    """EvoLink's seed range starts at 1, the model's at 0.
-
-    Seed 0 is refused rather than rewritten: sending 1 (or MAX_SEED) would quietly give the video of another
-    seed, and leaving it out would quietly give a random one; either breaks the promise that a seed reproduces
-    a result. Refusing before any call lets the gateway fail over to a host that takes seed 0.
-    """
-    if not MIN_SEED <= seed <= MAX_SEED:
-        message = f"EvoLink accepts seed {MIN_SEED}-{MAX_SEED}, not {seed}"
-        raise ProviderRejected(message, code="unsupported_seed")
-    return seed

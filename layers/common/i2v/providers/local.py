@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from i2v.models import VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
@@ -40,7 +40,7 @@ class LocalProvider(HttpProvider):
     name: str = "local"
     capabilities: Capabilities = CAPABILITIES
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         body = {
             "prompt": req.prompt,
             "negative_prompt": req.negative_prompt,

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from i2v.models import VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
@@ -57,7 +57,7 @@ class NovitaProvider(HttpProvider):
     name: str = "novita"
     capabilities: Capabilities = NOVITA_CAPABILITIES
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         body: dict[str, Any] = {
             "prompt": req.prompt,
             "image_url": req.image_url,

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from i2v.models import VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
@@ -48,7 +48,7 @@ class OxenProvider(HttpProvider):
     name: str = "oxen"
     capabilities: Capabilities = CAPABILITIES
 
-    def submit(self, req: VideoRequest, callback_url: str | None) -> httpx.Request:
+    def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         # callback_url is dropped: Oxen has no webhook field, and the sweeper polls instead.
         body: dict[str, Any] = {
             "model": MODEL,

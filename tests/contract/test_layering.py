@@ -1,0 +1,49 @@
+"""What the adapter and simulator modules may depend on, read from their source with `ast`.
+
+Adapters are pure mappings: the mode comes from routing, which also made every capability check. Simulators
+stand in for other companies' servers, so they know only what those hosts document, never our model.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ADAPTERS = sorted(
+    path
+    for path in (ROOT / "layers" / "common" / "i2v" / "providers").glob("*.py")
+    if path.stem not in ("__init__", "base", "client", "registry")
+)
+
+
+def tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def submit_method(path: Path) -> ast.FunctionDef:
+    found = [
+        node for node in ast.walk(tree(path)) if isinstance(node, ast.FunctionDef) and node.name == "submit"
+    ]
+    assert len(found) == 1, f"{path.name} should define one submit"
+    return found[0]
+
+
+def test_every_host_has_an_adapter_module() -> None:
+    assert [path.stem for path in ADAPTERS] == ["aimlapi", "dashscope", "evolink", "local", "novita", "oxen"]
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda path: path.stem)
+def test_an_adapter_takes_the_mode_routing_resolved(path: Path) -> None:
+    submit = submit_method(path)
+    assert [arg.arg for arg in submit.args.args] == ["self", "req", "mode", "callback_url"]
+    calls = {node.attr for node in ast.walk(tree(path)) if isinstance(node, ast.Attribute)}
+    assert "resolved_mode" not in calls
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda path: path.stem)
+def test_an_adapter_maps_a_request_and_never_refuses_one(path: Path) -> None:
+    raises = [node for node in ast.walk(submit_method(path)) if isinstance(node, ast.Raise)]
+    assert raises == [], f"{path.name}: capability refusals belong to routing (Capabilities.refusal)"
