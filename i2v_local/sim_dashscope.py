@@ -19,7 +19,6 @@ import av
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.models import MAX_DURATION, MAX_SEED, MIN_DURATION
 from i2v_local.simulator import SimTask, Simulator
 
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
@@ -53,6 +52,15 @@ VALID_COMBINATIONS = frozenset(
 )
 URL_SCHEMES = ("http://", "https://", "oss://", "data:")  # public URL, OSS temporary URL, base64 data URI
 RESOLUTIONS = ("720P", "1080P")
+# The wan2.7 image-to-video API reference
+# (https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference; providers.md
+# section 6): parameters.duration "int 2-15", parameters.seed "0-2147483647".
+MIN_DURATION, MAX_DURATION = 2, 15
+MAX_SEED = 2_147_483_647
+# Prompt lengths are NOT FOUND in providers.md section 6; these are the model's limits as the other hosts
+# document them. They only word a type error: over-long prompts are truncated, not refused (see _parse).
+MAX_PROMPT = 5000
+MAX_NEGATIVE_PROMPT = 500
 # Times are "YYYY-MM-DD HH:mm:ss.SSS" with no zone; the official samples read like China time (GUESS).
 CHINA = timezone(timedelta(hours=8))
 
@@ -178,7 +186,7 @@ class DashscopeSimulator(Simulator):
         inputs = data.get("input")
         if not isinstance(inputs, dict):
             return self.error(400, "BadRequest.EmptyInput", "Required input parameter missing from request.")
-        for field, limit in (("prompt", 5000), ("negative_prompt", 500)):
+        for field, limit in (("prompt", MAX_PROMPT), ("negative_prompt", MAX_NEGATIVE_PROMPT)):
             # Over-long prompts are truncated by DashScope, not refused; only the type is checked.
             if inputs.get(field) is not None and not isinstance(inputs[field], str):
                 return self.invalid(f"input.{field} must be a string of at most {limit} characters.")

@@ -12,7 +12,6 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.models import MAX_NEGATIVE_PROMPT, MAX_PROMPT, MAX_SEED
 from i2v_local.simulator import SimTask, Simulator
 
 STATUS_NAMES = {
@@ -23,6 +22,14 @@ STATUS_NAMES = {
     "cancelled": "TASK_STATUS_CANCELED",
 }
 RESOLUTIONS = ("720P", "1080P")
+# The wan2.7-i2v reference (https://novita.ai/docs/api-reference/model-apis-wan2.7-i2v;
+# providers.md section 2 and its seeds/novita-wan2.7-i2v.txt), and word for word HighwayAPI's copy
+# (seeds/highwayapi-wan2.7-i2v.txt): prompt "Length limit: 0 - 5000", negative_prompt "Length limit: 0 - 500",
+# duration "Range: [2, 15] integer", seed "Range: [0, 2147483647]".
+MAX_PROMPT = 5000
+MAX_NEGATIVE_PROMPT = 500
+MIN_DURATION, MAX_DURATION = 2, 15
+MAX_SEED = 2_147_483_647
 # Renderer input role -> Novita's field for it.
 MEDIA_FIELDS = {
     "first_frame": "image_url",
@@ -176,8 +183,8 @@ class NovitaSimulator(Simulator):
             # The model's own rule (valid combinations in providers.md §6); Novita's page does not repeat it.
             return "driving_audio_url cannot be combined with first_clip_url"
         duration = data.get("duration", 5)
-        if type(duration) is not int or not 2 <= duration <= 15:
-            return "duration must be an integer in [2, 15]"
+        if type(duration) is not int or not MIN_DURATION <= duration <= MAX_DURATION:
+            return f"duration must be an integer in [{MIN_DURATION}, {MAX_DURATION}]"
         if data.get("resolution", "1080P") not in RESOLUTIONS:
             return "resolution must be one of 720P, 1080P"
         for field, limit in (("prompt", MAX_PROMPT), ("negative_prompt", MAX_NEGATIVE_PROMPT)):

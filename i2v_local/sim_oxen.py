@@ -14,11 +14,17 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v.models import MAX_SEED
 from i2v_local.render import RenderError
 from i2v_local.simulator import SimTask, Simulator
 
 MODEL = "wan-v2-7-image-to-video"
+# The model page's parameter table (Oxen-AI/docs inference-api/reference/models/wan-v2-7-image-to-video.mdx;
+# providers.md section 1 and its seeds/oxen-wan-v2-7-image-to-video.md): prompt "Max 5000 characters",
+# negative_prompt "Max 500 characters", duration "Range: 2 - 15", seed "Range: 0 - 2147483647".
+MAX_PROMPT = 5000
+MAX_NEGATIVE_PROMPT = 500
+MIN_DURATION, MAX_DURATION = 2, 15
+MAX_SEED = 2_147_483_647
 # Oxen serves hundreds of models; the queue refuses text-only ones. One of each kind is enough here.
 MODEL_OUTPUTS = {MODEL: "video", "claude-sonnet-4-6": "text"}
 
@@ -144,7 +150,7 @@ class OxenSimulator(Simulator):
         seed = data.get("seed")
         return self.create(
             inputs={role: data[field] for role, field in ROLES.items() if isinstance(data.get(field), str)},
-            duration=duration if _int_in(duration, 2, 15) else 5,
+            duration=duration if _int_in(duration, MIN_DURATION, MAX_DURATION) else 5,
             resolution=resolution if resolution in ("720P", "1080P") else "1080P",
             callback_url=None,  # Oxen has no webhooks
             request=data,
@@ -237,11 +243,11 @@ def parameter_problem(params: dict[str, Any]) -> str | None:
     prompt = params.get("prompt")
     if not isinstance(prompt, str):
         return "prompt: field required"
-    if len(prompt) > 5000:
-        return "prompt: at most 5000 characters"
+    if len(prompt) > MAX_PROMPT:
+        return f"prompt: at most {MAX_PROMPT} characters"
     negative = params.get("negative_prompt")
-    if negative is not None and (not isinstance(negative, str) or len(negative) > 500):
-        return "negative_prompt: a string of at most 500 characters"
+    if negative is not None and (not isinstance(negative, str) or len(negative) > MAX_NEGATIVE_PROMPT):
+        return f"negative_prompt: a string of at most {MAX_NEGATIVE_PROMPT} characters"
     for name in MEDIA_FIELDS:
         value = params.get(name)
         if value is not None and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
@@ -257,14 +263,14 @@ def parameter_problem(params: dict[str, Any]) -> str | None:
     if params.get("resolution", "1080P") not in ("720P", "1080P"):
         return "resolution: must be one of 720P, 1080P"
     duration = params.get("duration", 5)
-    if not _int_in(duration, 2, 15):
-        return "duration: must be an integer between 2 and 15"
+    if not _int_in(duration, MIN_DURATION, MAX_DURATION):
+        return f"duration: must be an integer between {MIN_DURATION} and {MAX_DURATION}"
     for flag in ("prompt_extend", "watermark"):
         if not isinstance(params.get(flag, False), bool):
             return f"{flag}: must be a boolean"
     seed = params.get("seed")
     if seed is not None and not _int_in(seed, 0, MAX_SEED):
-        return "seed: must be an integer between 0 and 2147483647"
+        return f"seed: must be an integer between 0 and {MAX_SEED}"
     return None
 
 

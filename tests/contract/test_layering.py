@@ -17,6 +17,7 @@ ADAPTERS = sorted(
     for path in (ROOT / "layers" / "common" / "i2v" / "providers").glob("*.py")
     if path.stem not in ("__init__", "base", "client", "registry")
 )
+SIMULATORS = sorted([ROOT / "i2v_local" / "simulator.py", *(ROOT / "i2v_local").glob("sim_*.py")])
 
 
 def tree(path: Path) -> ast.Module:
@@ -31,7 +32,7 @@ def submit_method(path: Path) -> ast.FunctionDef:
     return found[0]
 
 
-def test_every_host_has_an_adapter_module() -> None:
+def test_the_checks_below_see_every_adapter_module() -> None:
     assert [path.stem for path in ADAPTERS] == ["aimlapi", "dashscope", "evolink", "local", "novita", "oxen"]
 
 
@@ -47,3 +48,38 @@ def test_an_adapter_takes_the_mode_routing_resolved(path: Path) -> None:
 def test_an_adapter_maps_a_request_and_never_refuses_one(path: Path) -> None:
     raises = [node for node in ast.walk(submit_method(path)) if isinstance(node, ast.Raise)]
     assert raises == [], f"{path.name}: capability refusals belong to routing (Capabilities.refusal)"
+
+
+def imported_modules(module: ast.Module) -> set[str]:
+    """Every module an `import` or `from ... import` names, at any depth (relative imports as ".name")."""
+    found: set[str] = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def test_the_checks_below_see_every_simulator_module() -> None:
+    names = [path.stem for path in SIMULATORS]
+    assert names == [
+        "sim_aimlapi",
+        "sim_dashscope",
+        "sim_evolink",
+        "sim_local",
+        "sim_novita",
+        "sim_oxen",
+        "simulator",
+    ]
+
+
+@pytest.mark.parametrize("path", SIMULATORS, ids=lambda path: path.stem)
+def test_a_simulator_imports_nothing_of_the_gateway(path: Path) -> None:
+    gateway = sorted(
+        name
+        for name in imported_modules(tree(path))
+        if name.startswith(".")
+        or (name.split(".")[0].startswith("i2v") and name.split(".")[0] != "i2v_local")
+    )
+    assert gateway == [], f"{path.name} keeps its host's documented limits itself, not the gateway's"
