@@ -123,6 +123,7 @@ class AimlapiSimulator(Simulator):
             request=data,
             seed=data.get("seed"),
         )
+        self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         return self.json(self.task_json(task))
 
     def fetch(self, request: Request) -> Response:

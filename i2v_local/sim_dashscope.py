@@ -170,6 +170,7 @@ class DashscopeSimulator(Simulator):
             request=data,
             seed=parameters.get("seed"),
         )
+        self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         return self.json(
             {"request_id": str(uuid.uuid4()), "output": {"task_status": "PENDING", "task_id": task.id}}
         )

@@ -77,6 +77,7 @@ class LocalSimulator(Simulator):
             request=data,
             seed=data.get("seed"),
         )
+        self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         return self.json({"id": task.id, "status": "queued"}, 201)
 
     def get(self, request: Request, task_id: str) -> Response:
@@ -92,6 +93,6 @@ class LocalSimulator(Simulator):
         task = self.tasks.get(task_id)
         if task is None:
             return self.json({"error": {"code": "not_found", "message": f"no task {task_id}"}}, 404)
-        if not self.cancel_task(task):
+        if not self.cancel_requested(task):
             return self.json({"error": {"code": "not_cancellable", "message": f"task is {task.state}"}}, 409)
         return self.json(self.task_json(task))

@@ -167,6 +167,7 @@ class NovitaSimulator(Simulator):
             request=data,
             seed=data.get("seed"),
         )
+        self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         return self.json({"task_id": task.id})
 
     def validate(self, data: dict[str, Any]) -> str | None:

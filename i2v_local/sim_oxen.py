@@ -211,7 +211,7 @@ class OxenSimulator(Simulator):
         if task is None:
             return self.not_found()
         # On a terminal generation it "has no effect"; the docs show no other answer, so: the same body.
-        self.cancel_task(task)
+        self.cancel_requested(task)
         return self.json({"status": "success", "generation_id": task.id})
 
     def callback_body(self, task: SimTask) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class Simulator:
         self.tasks: dict[str, SimTask] = {}
         self.lock = threading.Lock()
         self.submits = 0  # submit requests received (after auth), for tests
+        self.cancels: list[str] = []  # job ids named by cancel requests received for known jobs, for tests
         self.callbacks_sent: list[tuple[str, int | None]] = []  # (url, status or None on error)
         self.downloads: dict[str, int] = {}  # result downloads per task, for tests
         self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
@@ -222,7 +223,16 @@ class Simulator:
     def new_id(self) -> str:
         return secrets.token_hex(12)
 
+    def cancel_requested(self, task: SimTask) -> bool:
+        """A cancel request for a known job arrived (each cancel route calls this): note it, then cancel the
+        job if it is still in flight. False when it had already ended."""
+        with self.lock:
+            self.cancels.append(task.id)
+        return self.cancel_task(task)
+
     def cancel_task(self, task: SimTask) -> bool:
+        """End the job as cancelled if it is still in flight; tests call it directly for a cancel made on the
+        host's side (console, support), which no API request announces."""
         with self.lock:
             if task.state not in ("queued", "processing"):
                 return False

@@ -75,9 +75,7 @@ def test_capabilities_are_first_frame_with_optional_audio_and_durations_5_10_15(
 
 def test_submit_posts_the_documented_body_with_our_defaults_explicit() -> None:
     req = offline().submit(
-        VideoRequest(prompt="a cat yawns", image_url=IMAGE, resolution="720p", prompt_extend=False),
-        Mode.FIRST_FRAME,
-        None,
+        VideoRequest(prompt="a cat yawns", image_url=IMAGE, resolution="720p", prompt_extend=False), None
     )
     assert req.method == "POST"
     assert str(req.url) == "https://api.aimlapi.com/v2/video/generations"
@@ -98,11 +96,7 @@ def test_submit_posts_the_documented_body_with_our_defaults_explicit() -> None:
 def test_submit_maps_audio_negative_prompt_and_seed_and_ignores_the_callback_url() -> None:
     fields = {"prompt": "p", "image_url": IMAGE, "audio_url": AUDIO, "negative_prompt": "blur", "seed": 42}
     req = VideoRequest.model_validate(fields | {"duration": 15, "watermark": True, "resolution": "1080P"})
-    body = json.loads(
-        offline()
-        .submit(req, req.resolved_mode(), "https://gw.example/v1/callbacks/aimlapi/t1?token=x")
-        .content
-    )
+    body = json.loads(offline().submit(req, "https://gw.example/v1/callbacks/aimlapi/t1?token=x").content)
     assert body["audio_url"] == AUDIO
     assert (body["negative_prompt"], body["seed"], body["duration"], body["watermark"]) == (
         "blur",
@@ -116,7 +110,7 @@ def test_submit_maps_audio_negative_prompt_and_seed_and_ignores_the_callback_url
 
 
 def test_an_empty_prompt_is_still_sent_because_the_field_is_required() -> None:
-    body = json.loads(offline().submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None).content)
+    body = json.loads(offline().submit(VideoRequest(image_url=IMAGE), None).content)
     assert body["prompt"] == ""
 
 
@@ -127,12 +121,13 @@ def test_an_empty_prompt_is_still_sent_because_the_field_is_required() -> None:
         {"video_url": "https://example.com/clip.mp4", "image_url": None},
     ],
 )
-def test_routing_refuses_last_frame_and_clip_requests_which_the_body_validator_would_drop(
+def test_last_frame_and_clip_requests_are_refused_before_anything_is_sent(
     media: dict[str, str | None],
 ) -> None:
     req = VideoRequest.model_validate({"image_url": IMAGE, **media})
-    mode = req.resolved_mode()
-    assert offline().capabilities.refusal(req, mode) == f"does not support mode {mode.value}"
+    with pytest.raises(ProviderRejected) as caught:
+        offline().submit(req, None)
+    assert caught.value.code == "unsupported_mode"
 
 
 def test_status_queries_by_generation_id_and_there_is_no_cancel() -> None:
@@ -252,16 +247,14 @@ def adapter(sim: AimlapiSimulator) -> AimlapiProvider:
 
 
 def submit(adapter: AimlapiProvider, client: ProviderClient, req: VideoRequest) -> str:
-    return adapter.parse_submit(client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True))
+    return adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
 
 
 def test_submit_goes_queued_generating_completed_with_a_downloadable_mp4(
     sim: AimlapiSimulator, adapter: AimlapiProvider, client: ProviderClient, sample_url: str
 ) -> None:
     raw = client.send(
-        adapter.submit(
-            VideoRequest(prompt="zoom", image_url=sample_url, resolution="720p"), Mode.FIRST_FRAME, None
-        )
+        adapter.submit(VideoRequest(prompt="zoom", image_url=sample_url, resolution="720p"), None)
     )
     assert raw.status_code == 200
     assert set(raw.json()) == {"id", "status", "video", "error", "meta"}
@@ -377,7 +370,7 @@ def test_the_docs_string_duration_and_unknown_fields_are_accepted_but_no_last_fr
     task = sim.tasks[task_id]
     assert task.duration == 15
     assert task.short_side == 1080  # documented default resolution
-    assert set(task.inputs) == {"first_frame"}  # dropped, not refused: hence routing refuses such modes
+    assert set(task.inputs) == {"first_frame"}  # dropped, not refused: hence the adapter's own guard
 
 
 def test_first_frame_with_audio_reaches_the_renderer_as_driving_audio(
@@ -399,9 +392,7 @@ def test_wrong_key_is_a_401_with_the_documented_message(
 ) -> None:
     wrong = AimlapiProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(
-            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-        )
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
     assert (caught.value.status_code, caught.value.code) == (401, "401")
     assert "requires a valid API key" in str(caught.value)
 
@@ -452,9 +443,7 @@ def test_429_beyond_the_wait_budget_surfaces_retry_after(
     client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 30
     with pytest.raises(ProviderRateLimited) as caught:
-        client.send(
-            adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None), is_submit=True
-        )
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
     assert caught.value.retry_after == 30
     assert json.loads(caught.value.raw)["message"] == "Too Many Requests"
 

@@ -146,9 +146,7 @@ def response(body: Any, status: int = 200, headers: dict[str, str] | None = None
 def submit(
     adapter: EvolinkProvider, client: ProviderClient, req: VideoRequest, callback: str | None = None
 ) -> str:
-    return adapter.parse_submit(
-        client.send(adapter.submit(req, req.resolved_mode(), callback), is_submit=True)
-    )
+    return adapter.parse_submit(client.send(adapter.submit(req, callback), is_submit=True))
 
 
 # -- the adapter, sans I/O --------------------------------------------------------------------------
@@ -168,9 +166,7 @@ def test_capabilities_are_what_evolink_documents(offline: EvolinkProvider) -> No
 
 def test_submit_sends_mode_quality_duration_and_prompt_extend_explicitly(offline: EvolinkProvider) -> None:
     req = VideoRequest(prompt="a cat plays piano", image_url=IMG)
-    built = offline.submit(
-        req, req.resolved_mode(), "https://gw.example.com/v1/callbacks/evolink/vid_1?token=t"
-    )
+    built = offline.submit(req, "https://gw.example.com/v1/callbacks/evolink/vid_1?token=t")
     assert built.method == "POST"
     assert str(built.url) == "https://api.evolink.ai/v1/videos/generations"
     assert built.headers["Authorization"] == "Bearer k-123"
@@ -198,7 +194,7 @@ def test_submit_sends_false_prompt_extend_720p_seed_and_negative_prompt(offline:
             "negative_prompt": "blurry",
         }
     )
-    body = json.loads(offline.submit(req, req.resolved_mode(), None).content)
+    body = json.loads(offline.submit(req, None).content)
     assert body["quality"] == "720p"
     assert body["duration"] == 12
     assert body["prompt_extend"] is False
@@ -235,8 +231,7 @@ def test_submit_sends_false_prompt_extend_720p_seed_and_negative_prompt(offline:
 def test_each_media_combination_maps_to_evolinks_fields(
     offline: EvolinkProvider, media: dict[str, str], mode: str, fields: dict[str, Any]
 ) -> None:
-    req = VideoRequest.model_validate(media)
-    body = json.loads(offline.submit(req, Mode(mode), None).content)
+    body = json.loads(offline.submit(VideoRequest.model_validate(media), None).content)
     assert body["generation_mode"] == mode
     media_fields = {k: v for k, v in body.items() if k in MEDIA_FIELDS}
     assert media_fields == fields
@@ -244,22 +239,19 @@ def test_each_media_combination_maps_to_evolinks_fields(
 
 @pytest.mark.parametrize("seed", [1, MAX_SEED])
 def test_seeds_in_evolinks_range_are_sent(offline: EvolinkProvider, seed: int) -> None:
-    assert (
-        json.loads(offline.submit(VideoRequest(image_url=IMG, seed=seed), Mode.FIRST_FRAME, None).content)[
-            "seed"
-        ]
-        == seed
-    )
+    assert json.loads(offline.submit(VideoRequest(image_url=IMG, seed=seed), None).content)["seed"] == seed
 
 
-def test_routing_refuses_seed_zero_rather_than_the_adapter_rewriting_it(offline: EvolinkProvider) -> None:
-    refusal = offline.capabilities.refusal(VideoRequest(image_url=IMG, seed=0), Mode.FIRST_FRAME)
-    assert refusal == "accepts seeds from 1, not 0"
+def test_seed_zero_is_refused_before_any_call_rather_than_rewritten(offline: EvolinkProvider) -> None:
+    with pytest.raises(ProviderRejected) as caught:
+        offline.submit(VideoRequest(image_url=IMG, seed=0), None)
+    assert caught.value.code == "unsupported_seed"
 
 
-def test_routing_refuses_a_watermark_as_evolink_has_no_such_option(offline: EvolinkProvider) -> None:
-    refusal = offline.capabilities.refusal(VideoRequest(image_url=IMG, watermark=True), Mode.FIRST_FRAME)
-    assert refusal == "has no watermark option"
+def test_a_requested_watermark_is_refused_as_evolink_has_no_such_option(offline: EvolinkProvider) -> None:
+    with pytest.raises(ProviderRejected) as caught:
+        offline.submit(VideoRequest(image_url=IMG, watermark=True), None)
+    assert caught.value.code == "unsupported_watermark"
 
 
 def test_status_and_cancel_requests(offline: EvolinkProvider) -> None:
@@ -368,9 +360,7 @@ def test_submit_answer_follows_the_documented_shape(
     sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    answer = client.send(
-        adapter.submit(VideoRequest(image_url=sample_url, duration=4), Mode.FIRST_FRAME, None), is_submit=True
-    )
+    answer = client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=4), None), is_submit=True)
     body = answer.json()
     assert answer.status_code == 200
     assert re.fullmatch(r"task-unified-\d{10}-[a-z0-9]{8}", body["id"])
@@ -546,9 +536,7 @@ def test_wrong_key_is_a_401_unauthorized(
 ) -> None:
     wrong = EvolinkProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(
-            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-        )
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
     assert (caught.value.status_code, caught.value.code) == (401, "unauthorized")
     assert json.loads(caught.value.raw)["error"]["type"] == "authentication_error"
 
@@ -613,7 +601,7 @@ def test_429_beyond_the_wait_budget_surfaces_retry_after(
     assert answer.json()["error"]["code"] == "rate_limit_exceeded"
     sim.faults.rate_limit_submits = 1
     with pytest.raises(ProviderRateLimited) as caught:
-        client.send(adapter.submit(VideoRequest(image_url=IMG), Mode.FIRST_FRAME, None), is_submit=True)
+        client.send(adapter.submit(VideoRequest(image_url=IMG), None), is_submit=True)
     assert caught.value.retry_after == 30
 
 
@@ -657,7 +645,7 @@ def test_a_submit_whose_answer_is_lost_is_unknown_but_the_task_exists(
     sim.faults.hang_submit_after_accept = True
     client = ProviderClient(timeout=0.5, sleep=lambda s: None)
     with pytest.raises(SubmitOutcomeUnknown):
-        client.send(adapter.submit(VideoRequest(image_url=IMG), Mode.FIRST_FRAME, None), is_submit=True)
+        client.send(adapter.submit(VideoRequest(image_url=IMG), None), is_submit=True)
     assert len(sim.tasks) == 1
     assert sim.submits == 1  # not resent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from i2v.models import Mode, VideoRequest
+from i2v.models import VideoRequest
 from i2v.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
@@ -33,9 +33,7 @@ def test_submit_progresses_to_success_with_a_downloadable_mp4(
     adapter: LocalProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(image_url=sample_url, duration=2, resolution="720p")
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True)
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
     seen = poll(adapter, client, task_id)
     assert seen[-1].state is ProviderState.SUCCEEDED
     assert seen[-1].progress == 100
@@ -49,9 +47,7 @@ def test_render_failure_is_reported_with_the_providers_error(
     sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "the model refused this image"
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     final = poll(adapter, client, task_id)[-1]
     assert final.state is ProviderState.FAILED
     assert final.error_code == "render_failed"
@@ -71,9 +67,7 @@ def test_invalid_submit_is_rejected_with_the_providers_error_shape(
 def test_wrong_key_is_rejected(sim: LocalSimulator, client: ProviderClient, sample_url: str) -> None:
     wrong = LocalProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(
-            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-        )
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
     assert caught.value.status_code == 401
 
 
@@ -81,9 +75,7 @@ def test_cancel_stops_a_queued_task(
     sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     cancel = adapter.cancel(task_id)
     assert cancel is not None
     assert client.send(cancel).status_code == 200
@@ -97,9 +89,7 @@ def test_429_waits_for_retry_after_then_succeeds(
     client = ProviderClient(timeout=5, sleep=waits.append)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
     task_id = adapter.parse_submit(
-        client.send(
-            adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None), is_submit=True
-        )
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
     )
     assert task_id
     assert waits == [2.0]
@@ -112,9 +102,7 @@ def test_429_beyond_the_wait_budget_surfaces_retry_after(
     client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 30
     with pytest.raises(ProviderRateLimited) as caught:
-        client.send(
-            adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None), is_submit=True
-        )
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
     assert caught.value.retry_after == 30
 
 
@@ -122,9 +110,7 @@ def test_unknown_status_is_an_error_keeping_the_raw_value(
     sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     sim.faults.unknown_status = "MELTING"
     with pytest.raises(UnknownProviderStatus) as caught:
         adapter.parse_status(client.send(adapter.status(task_id)))
@@ -135,7 +121,7 @@ def test_expired_result_url_answers_403(
     sim: LocalSimulator, adapter: LocalProvider, client: ProviderClient, sample_url: str
 ) -> None:
     task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=2), Mode.FIRST_FRAME, None))
+        client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=2), None))
     )
     final = poll(adapter, client, task_id)[-1]
     sim.faults.expire_results = True

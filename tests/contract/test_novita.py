@@ -15,7 +15,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.models import Mode, VideoRequest
+from i2v.models import VideoRequest
 from i2v.providers.base import (
     ProviderError,
     ProviderRateLimited,
@@ -75,9 +75,7 @@ def adapter(sim: NovitaSimulator) -> NovitaProvider:
 def submit(
     adapter: NovitaProvider, client: ProviderClient, req: VideoRequest, callback: str | None = None
 ) -> str:
-    return adapter.parse_submit(
-        client.send(adapter.submit(req, req.resolved_mode(), callback), is_submit=True)
-    )
+    return adapter.parse_submit(client.send(adapter.submit(req, callback), is_submit=True))
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
@@ -97,7 +95,7 @@ def response(status: int, body: Any) -> httpx.Response:
 
 def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="key-1")
-    built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), Mode.FIRST_FRAME, None)
+    built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), None)
     assert built.method == "POST"
     assert str(built.url) == "https://api.novita.ai/v3/async/wan2.7-i2v"
     assert built.headers["Authorization"] == "Bearer key-1"
@@ -123,7 +121,7 @@ def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
         seed=0,
         negative_prompt="blur",
     )
-    body = json.loads(adapter.submit(req, req.resolved_mode(), None).content)
+    body = json.loads(adapter.submit(req, None).content)
     assert body["resolution"] == "720P"
     assert (body["duration"], body["prompt_extend"], body["watermark"]) == (12, False, True)
     assert (body["seed"], body["negative_prompt"]) == (0, "blur")
@@ -146,8 +144,7 @@ def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
 )
 def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fields: dict[str, str]) -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
-    req = VideoRequest(**media)
-    body = json.loads(adapter.submit(req, req.resolved_mode(), None).content)
+    body = json.loads(adapter.submit(VideoRequest(**media), None).content)
     media_fields = ("image_url", "last_frame_url", "first_clip_url", "driving_audio_url")
     sent = {k: v for k, v in body.items() if k in media_fields}
     assert sent == fields
@@ -156,7 +153,7 @@ def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fi
 def test_callback_url_goes_in_extra_webhook_url() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
     cb = "https://gw.example/v1/callbacks/novita/vid_1?token=abc"
-    body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, cb).content)
+    body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), cb).content)
     assert body["extra"] == {"webhook": {"url": cb}}
 
 
@@ -168,11 +165,9 @@ def test_highway_is_the_same_adapter_at_its_own_host_without_webhooks() -> None:
     assert hw.capabilities.modes == novita.capabilities.modes
     assert hw.capabilities.durations == novita.capabilities.durations == frozenset(range(2, 16))
     req = VideoRequest(image_url=IMAGE, audio_url=AUDIO, seed=7)
-    built = hw.submit(req, req.resolved_mode(), "https://gw.example/cb")
+    built = hw.submit(req, "https://gw.example/cb")
     assert str(built.url) == "https://api.highwayapi.ai/v3/async/wan2.7-i2v"
-    assert json.loads(built.content) == json.loads(
-        novita.submit(req, req.resolved_mode(), None).content
-    )  # and no `extra`
+    assert json.loads(built.content) == json.loads(novita.submit(req, None).content)  # and no `extra`
     assert str(hw.status("t-1").url) == "https://api.highwayapi.ai/v3/async/task-result?task_id=t-1"
 
 
@@ -378,9 +373,7 @@ def test_invalid_submit_is_rejected_with_the_providers_error_shape(
 def test_wrong_key_is_rejected(sim: NovitaSimulator, client: ProviderClient, sample_url: str) -> None:
     wrong = ADAPTERS[sim.name](sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(
-            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-        )
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
     assert (caught.value.status_code, caught.value.code) == (401, "FAILED_TO_AUTH")
 
 
@@ -390,9 +383,7 @@ def test_key_without_model_access_is_a_403(
     sim.restricted_keys.add("unverified-account")
     restricted = ADAPTERS[sim.name](sim.base_url, "unverified-account")
     with pytest.raises(ProviderRejected) as caught:
-        restricted.parse_submit(
-            client.send(restricted.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-        )
+        restricted.parse_submit(client.send(restricted.submit(VideoRequest(image_url=sample_url), None)))
     assert (caught.value.status_code, caught.value.code) == (403, "ACCESS_DENY")
 
 

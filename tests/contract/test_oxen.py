@@ -88,9 +88,7 @@ def test_submit_enqueues_the_model_with_every_value_explicit(offline: OxenProvid
         watermark=True,
         seed=42,
     )
-    built = offline.submit(
-        req, req.resolved_mode(), "https://gateway.example/v1/callbacks/oxen/vid_1?token=t"
-    )
+    built = offline.submit(req, "https://gateway.example/v1/callbacks/oxen/vid_1?token=t")
     assert built.method == "POST"
     assert str(built.url) == "https://hub.oxen.ai/api/ai/queue"
     assert built.headers["Authorization"] == "Bearer ox-key"
@@ -110,9 +108,7 @@ def test_submit_enqueues_the_model_with_every_value_explicit(offline: OxenProvid
 
 
 def test_submit_sends_our_defaults_rather_than_oxens_and_no_callback(offline: OxenProvider) -> None:
-    body = json.loads(
-        offline.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, "https://gateway.example/cb").content
-    )
+    body = json.loads(offline.submit(VideoRequest(image_url=IMAGE), "https://gateway.example/cb").content)
     assert body["resolution"] == "1080P"
     assert body["duration"] == 5
     assert body["prompt_extend"] is True
@@ -138,8 +134,7 @@ def test_submit_sends_our_defaults_rather_than_oxens_and_no_callback(offline: Ox
 def test_each_media_combination_maps_to_oxens_fields(
     offline: OxenProvider, media: dict[str, str], fields: dict[str, str]
 ) -> None:
-    req = VideoRequest.model_validate(media)
-    body = json.loads(offline.submit(req, req.resolved_mode(), None).content)
+    body = json.loads(offline.submit(VideoRequest.model_validate(media), None).content)
     media_fields = ("input_image", "end_image_url", "input_video", "audio_url")
     assert {k: body[k] for k in media_fields if k in body} == fields
 
@@ -248,9 +243,7 @@ def test_submit_progresses_to_success_with_a_downloadable_mp4(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(prompt="a slow zoom", image_url=sample_url, duration=2, resolution="720p", seed=7)
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True)
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
     assert uuid.UUID(task_id).version == 4
     seen = poll(adapter, client, task_id)
     assert seen[0].state in (ProviderState.QUEUED, ProviderState.PROCESSING)
@@ -265,7 +258,7 @@ def test_generation_body_has_the_documented_fields_and_echoes_parameters(
     adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(prompt="a slow zoom", image_url=sample_url, duration=2, resolution="720p")
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, req.resolved_mode(), None)))
+    task_id = adapter.parse_submit(client.send(adapter.submit(req, None)))
     poll(adapter, client, task_id)
     body = client.send(adapter.status(task_id)).json()
     assert body["generation_id"] == task_id
@@ -284,9 +277,7 @@ def test_queued_generation_reports_nulls_until_it_runs(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     body = client.send(adapter.status(task_id)).json()
     assert body["status"] == "queued"
     assert body["result_url"] is None
@@ -299,9 +290,7 @@ def test_render_failure_is_reported_as_failed_with_the_error_message(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "the model refused this image"
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     final = poll(adapter, client, task_id)[-1]
     assert final.state is ProviderState.FAILED
     assert final.error_message == "the model refused this image"
@@ -362,9 +351,7 @@ def test_enqueue_without_credits_is_a_402(
 ) -> None:
     sim.out_of_credits = True
     with pytest.raises(ProviderRejected) as caught:
-        adapter.parse_submit(
-            client.send(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None))
-        )
+        adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=IMAGE), None)))
     assert (caught.value.status_code, caught.value.code) == (402, "insufficient_credits")
 
 
@@ -385,7 +372,7 @@ def test_num_generations_enqueues_that_many_generations(
 def test_wrong_key_is_rejected_as_unauthenticated(sim: OxenSimulator, client: ProviderClient) -> None:
     wrong = OxenProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None)))
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=IMAGE), None)))
     assert (caught.value.status_code, caught.value.code) == (401, "unauthenticated")
 
 
@@ -393,9 +380,7 @@ def test_cancel_stops_a_queued_generation(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     cancel = adapter.cancel(task_id)
     assert cancel is not None
     answer = client.send(cancel)
@@ -408,9 +393,7 @@ def test_cancel_of_a_finished_generation_has_no_effect(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "boom"
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
     poll(adapter, client, task_id)
     cancel = adapter.cancel(task_id)
     assert cancel is not None
@@ -433,7 +416,7 @@ def test_429_waits_for_retry_after_then_succeeds(
     waits: list[float] = []
     client = ProviderClient(timeout=5, sleep=waits.append)
     sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    submit = adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None)
+    submit = adapter.submit(VideoRequest(image_url=sample_url), None)
     task_id = adapter.parse_submit(client.send(submit, is_submit=True))
     assert task_id
     assert waits == [2.0]
@@ -451,7 +434,7 @@ def test_429_beyond_the_wait_budget_surfaces_retry_after(sim: OxenSimulator, ada
 def test_5xx_on_enqueue_is_retried(sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient) -> None:
     sim.faults.stall = True
     sim.faults.fail_submits = 1
-    submit = adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None)
+    submit = adapter.submit(VideoRequest(image_url=IMAGE), None)
     assert adapter.parse_submit(client.send(submit, is_submit=True))
     assert sim.submits == 2
 
@@ -462,9 +445,7 @@ def test_lost_enqueue_answer_is_unknown_and_the_job_is_listed(
     sim.faults.stall = True
     sim.faults.hang_submit_after_accept = True
     with pytest.raises(SubmitOutcomeUnknown):
-        ProviderClient(timeout=0.3).send(
-            adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None), is_submit=True
-        )
+        ProviderClient(timeout=0.3).send(adapter.submit(VideoRequest(image_url=IMAGE), None), is_submit=True)
     listing = ProviderClient(timeout=5).send(adapter.request("GET", "/api/ai/queue")).json()
     assert listing["count"] == 1
     assert listing["generations"][0]["status"] == "queued"
@@ -474,9 +455,7 @@ def test_unknown_status_is_an_error_keeping_the_raw_value(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None))
-    )
+    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=IMAGE), None)))
     sim.faults.unknown_status = "MELTING"
     with pytest.raises(UnknownProviderStatus) as caught:
         adapter.parse_status(client.send(adapter.status(task_id)))
@@ -487,7 +466,7 @@ def test_expired_result_url_answers_403(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(image_url=sample_url, duration=2, resolution="720p")
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, req.resolved_mode(), None)))
+    task_id = adapter.parse_submit(client.send(adapter.submit(req, None)))
     final = poll(adapter, client, task_id)[-1]
     sim.faults.expire_results = True
     assert httpx.get(final.result_url or "").status_code == 403
