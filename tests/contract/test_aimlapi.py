@@ -1,4 +1,6 @@
-"""The `aimlapi` adapter (AI/ML API, alibaba/wan-2-7-i2v): sans-I/O mappings, then against its simulator."""
+"""The `aimlapi` adapter (AI/ML API, alibaba/wan-2-7-i2v): sans-I/O mappings, then against its simulator.
+What every host shares (rate limits, retries, unknown words, expired links, lost answers) is in
+test_engine.py."""
 
 from __future__ import annotations
 
@@ -75,7 +77,9 @@ def test_capabilities_are_first_frame_with_optional_audio_and_durations_5_10_15(
 
 def test_submit_posts_the_documented_body_with_our_defaults_explicit() -> None:
     req = offline().submit(
-        VideoRequest(prompt="a cat yawns", image_url=IMAGE, resolution="720p", prompt_extend=False), None
+        VideoRequest(prompt="a cat yawns", image_url=IMAGE, resolution="720p", prompt_extend=False),
+        Mode.FIRST_FRAME,
+        None,
     )
     assert req.method == "POST"
     assert str(req.url) == "https://api.aimlapi.com/v2/video/generations"
@@ -96,7 +100,11 @@ def test_submit_posts_the_documented_body_with_our_defaults_explicit() -> None:
 def test_submit_maps_audio_negative_prompt_and_seed_and_ignores_the_callback_url() -> None:
     fields = {"prompt": "p", "image_url": IMAGE, "audio_url": AUDIO, "negative_prompt": "blur", "seed": 42}
     req = VideoRequest.model_validate(fields | {"duration": 15, "watermark": True, "resolution": "1080P"})
-    body = json.loads(offline().submit(req, "https://gw.example/v1/callbacks/aimlapi/t1?token=x").content)
+    body = json.loads(
+        offline()
+        .submit(req, req.resolved_mode(), "https://gw.example/v1/callbacks/aimlapi/t1?token=x")
+        .content
+    )
     assert body["audio_url"] == AUDIO
     assert (body["negative_prompt"], body["seed"], body["duration"], body["watermark"]) == (
         "blur",
@@ -110,7 +118,7 @@ def test_submit_maps_audio_negative_prompt_and_seed_and_ignores_the_callback_url
 
 
 def test_an_empty_prompt_is_still_sent_because_the_field_is_required() -> None:
-    body = json.loads(offline().submit(VideoRequest(image_url=IMAGE), None).content)
+    body = json.loads(offline().submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None).content)
     assert body["prompt"] == ""
 
 
@@ -121,13 +129,12 @@ def test_an_empty_prompt_is_still_sent_because_the_field_is_required() -> None:
         {"video_url": "https://example.com/clip.mp4", "image_url": None},
     ],
 )
-def test_last_frame_and_clip_requests_are_refused_before_anything_is_sent(
+def test_routing_refuses_last_frame_and_clip_requests_which_the_body_validator_would_drop(
     media: dict[str, str | None],
 ) -> None:
     req = VideoRequest.model_validate({"image_url": IMAGE, **media})
-    with pytest.raises(ProviderRejected) as caught:
-        offline().submit(req, None)
-    assert caught.value.code == "unsupported_mode"
+    mode = req.resolved_mode()
+    assert offline().capabilities.refusal(req, mode) == f"does not support mode {mode.value}"
 
 
 def test_status_queries_by_generation_id_and_there_is_no_cancel() -> None:
@@ -247,14 +254,16 @@ def adapter(sim: AimlapiSimulator) -> AimlapiProvider:
 
 
 def submit(adapter: AimlapiProvider, client: ProviderClient, req: VideoRequest) -> str:
-    return adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
+    return adapter.parse_submit(client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True))
 
 
 def test_submit_goes_queued_generating_completed_with_a_downloadable_mp4(
     sim: AimlapiSimulator, adapter: AimlapiProvider, client: ProviderClient, sample_url: str
 ) -> None:
     raw = client.send(
-        adapter.submit(VideoRequest(prompt="zoom", image_url=sample_url, resolution="720p"), None)
+        adapter.submit(
+            VideoRequest(prompt="zoom", image_url=sample_url, resolution="720p"), Mode.FIRST_FRAME, None
+        )
     )
     assert raw.status_code == 200
     assert set(raw.json()) == {"id", "status", "video", "error", "meta"}
@@ -273,16 +282,6 @@ def test_submit_goes_queued_generating_completed_with_a_downloadable_mp4(
     assert video.content[4:8] == b"ftyp"
     usage = client.send(adapter.status(task_id)).json()["meta"]["usage"]
     assert set(usage) == {"credits_used", "usd_spent"}
-
-
-def test_expired_result_url_answers_403(
-    sim: AimlapiSimulator, adapter: AimlapiProvider, client: ProviderClient, sample_url: str
-) -> None:
-    final = poll(
-        adapter, client, submit(adapter, client, VideoRequest(image_url=sample_url, resolution="720p"))
-    )[-1]
-    sim.faults.expire_results = True
-    assert httpx.get(final.result_url or "").status_code == 403
 
 
 def test_render_failure_is_an_error_status_with_name_and_message(
@@ -370,7 +369,7 @@ def test_the_docs_string_duration_and_unknown_fields_are_accepted_but_no_last_fr
     task = sim.tasks[task_id]
     assert task.duration == 15
     assert task.short_side == 1080  # documented default resolution
-    assert set(task.inputs) == {"first_frame"}  # dropped, not refused: hence the adapter's own guard
+    assert set(task.inputs) == {"first_frame"}  # dropped, not refused: hence routing refuses such modes
 
 
 def test_first_frame_with_audio_reaches_the_renderer_as_driving_audio(
@@ -392,7 +391,9 @@ def test_wrong_key_is_a_401_with_the_documented_message(
 ) -> None:
     wrong = AimlapiProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
+        wrong.parse_submit(
+            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+        )
     assert (caught.value.status_code, caught.value.code) == (401, "401")
     assert "requires a valid API key" in str(caught.value)
 
@@ -407,66 +408,16 @@ def test_out_of_credits_is_a_403_rejection(
     assert "run out of credits" in str(caught.value)
 
 
-def test_unknown_generation_id_is_a_404_rejection(adapter: AimlapiProvider, client: ProviderClient) -> None:
-    with pytest.raises(ProviderRejected) as caught:
-        adapter.parse_status(client.send(adapter.status("no-such-generation-0000")))
-    assert caught.value.status_code == 404
-
-
-def test_429_waits_for_retry_after_then_succeeds(
-    sim: AimlapiSimulator, adapter: AimlapiProvider, sample_url: str
-) -> None:
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.stall = True
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    assert submit(adapter, client, VideoRequest(image_url=sample_url))
-    assert waits == [2.0]
-    assert sim.submits == 2
-
-
-def test_429_on_polls_is_waited_out_too(
-    sim: AimlapiSimulator, adapter: AimlapiProvider, sample_url: str
-) -> None:
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.stall = True
-    task_id = submit(adapter, client, VideoRequest(image_url=sample_url))
-    sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 1.5
-    assert adapter.parse_status(client.send(adapter.status(task_id))).raw_status == "queued"
-    assert waits == [1.5]
-
-
-def test_429_beyond_the_wait_budget_surfaces_retry_after(
-    sim: AimlapiSimulator, adapter: AimlapiProvider, sample_url: str
-) -> None:
-    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 30
-    with pytest.raises(ProviderRateLimited) as caught:
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
-    assert caught.value.retry_after == 30
-    assert json.loads(caught.value.raw)["message"] == "Too Many Requests"
-
-
-def test_a_503_before_acceptance_is_retried(
+def test_rate_limits_and_outages_come_in_aimlapis_error_body(
     sim: AimlapiSimulator, adapter: AimlapiProvider, client: ProviderClient, sample_url: str
 ) -> None:
-    sim.faults.stall = True
-    sim.faults.fail_submits = 1
-    assert submit(adapter, client, VideoRequest(image_url=sample_url))
-    assert sim.submits == 2
-    assert len(sim.tasks) == 1
-
-
-def test_unknown_status_is_an_error_keeping_the_raw_value(
-    sim: AimlapiSimulator, adapter: AimlapiProvider, client: ProviderClient, sample_url: str
-) -> None:
-    sim.faults.stall = True
-    task_id = submit(adapter, client, VideoRequest(image_url=sample_url))
-    sim.faults.unknown_status = "MELTING"
-    with pytest.raises(UnknownProviderStatus) as caught:
-        adapter.parse_status(client.send(adapter.status(task_id)))
-    assert "MELTING" in caught.value.raw
+    sim.faults.rate_limit_polls, sim.faults.retry_after, sim.faults.fail_submits = 1, 30, 1
+    limited = client.http.send(adapter.status("AAAAAAAAAAAAAAAAAAAAA"))  # the bare answer, before any retry
+    outage = client.http.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    assert (limited.status_code, limited.headers["Retry-After"], outage.status_code) == (429, "30", 503)
+    assert (limited.json()["message"], limited.json()["statusCode"]) == ("Too Many Requests", "429")
+    fields = {"message", "path", "requestId", "statusCode", "timestamp"}
+    assert limited.json().keys() == outage.json().keys() == fields
 
 
 def test_callback_fields_are_dropped_and_nothing_calls_back(

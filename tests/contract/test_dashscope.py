@@ -1,4 +1,6 @@
-"""The `dashscope` adapter (Alibaba Model Studio, wan2.7-i2v) against documented bodies and its simulator."""
+"""The `dashscope` adapter (Alibaba Model Studio, wan2.7-i2v) against documented bodies and its simulator.
+What every host shares (rate limits, retries, unknown words, expired links, lost answers) is in
+test_engine.py."""
 
 from __future__ import annotations
 
@@ -15,11 +17,9 @@ import pytest
 
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
-    ProviderRateLimited,
     ProviderRejected,
     ProviderState,
     ProviderStatus,
-    ProviderUnavailable,
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
@@ -48,8 +48,9 @@ def adapter(sim: DashscopeSimulator) -> DashscopeProvider:
 def offline(**request: Any) -> tuple[DashscopeProvider, httpx.Request]:
     """The adapter with its real default host and the submit it builds (no I/O)."""
     adapter = DashscopeProvider(base_url=DEFAULT_BASE_URL, api_key="sk-test")
+    req = VideoRequest(**request)
     return adapter, adapter.submit(
-        VideoRequest(**request), "https://gw.example/v1/callbacks/dashscope/t?token=x"
+        req, req.resolved_mode(), "https://gw.example/v1/callbacks/dashscope/t?token=x"
     )
 
 
@@ -157,7 +158,7 @@ def test_a_dated_snapshot_and_another_region_are_configurable() -> None:
     beijing = DashscopeProvider(
         base_url="https://dashscope.aliyuncs.com/", api_key="k", model="wan2.7-i2v-2026-04-25"
     )
-    request = beijing.submit(VideoRequest(image_url=IMG), None)
+    request = beijing.submit(VideoRequest(image_url=IMG), Mode.FIRST_FRAME, None)
     assert (
         str(request.url)
         == "https://dashscope.aliyuncs.com/api/v1/services/aigc/video-generation/video-synthesis"
@@ -292,7 +293,7 @@ def test_submit_progresses_to_success_with_a_downloadable_mp4(
     sim: DashscopeSimulator, adapter: DashscopeProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(image_url=sample_url, prompt="a slow zoom", duration=2, resolution="720p")
-    submitted = client.send(adapter.submit(req, "https://gw.example/cb"), is_submit=True)
+    submitted = client.send(adapter.submit(req, req.resolved_mode(), "https://gw.example/cb"), is_submit=True)
     assert uuid.UUID(submitted.json()["request_id"]).version == 4
     task_id = adapter.parse_submit(submitted)
     assert uuid.UUID(task_id).version == 4
@@ -325,7 +326,9 @@ def test_continuation_bills_the_given_clip_as_input_duration(
     if not clip.exists():
         render(RenderJob(duration=2, short_side=240, first_frame=folder / "sample.png"), clip)
     req = VideoRequest(video_url=f"{base}/{clip.name}", duration=3, resolution="720p")
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True)
+    )
     assert poll(adapter, client, task_id)[-1].state is ProviderState.SUCCEEDED
     usage = client.send(adapter.status(task_id)).json()["usage"]
     assert (usage["duration"], usage["input_video_duration"], usage["output_video_duration"]) == (3, 2, 1)
@@ -335,7 +338,9 @@ def test_render_failure_is_reported_with_the_providers_error(
     sim: DashscopeSimulator, adapter: DashscopeProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "the model refused this image"
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     final = poll(adapter, client, task_id)[-1]
     assert (final.state, final.raw_status) == (ProviderState.FAILED, "FAILED")
     assert final.error_code == "InternalError.Algo"
@@ -477,7 +482,7 @@ def test_key_problems_are_rejected_in_dashscopes_shape(
     sim.denied_keys.add("sk-no-model-access")
     sim.overdue_keys.add("sk-in-arrears")
     wrong = DashscopeProvider(base_url=sim.base_url, api_key=key)
-    request = wrong.submit(VideoRequest(image_url=sample_url), None)
+    request = wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None)
     if not key:
         del request.headers["Authorization"]
     with pytest.raises(ProviderRejected) as caught:
@@ -486,60 +491,15 @@ def test_key_problems_are_rejected_in_dashscopes_shape(
     assert sim.submits == 0
 
 
-def test_429_waits_for_retry_after_then_succeeds(
-    sim: DashscopeSimulator, adapter: DashscopeProvider, sample_url: str
-) -> None:
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.stall = True
-    sim.faults.rate_limit_submits, sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 1, 2
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
-    )
-    assert adapter.parse_status(client.send(adapter.status(task_id))).raw_status == "PENDING"
-    assert waits == [2.0, 2.0]
-    assert sim.submits == 2
-
-
-def test_429_beyond_the_wait_budget_surfaces_dashscopes_throttling(
-    sim: DashscopeSimulator, adapter: DashscopeProvider, sample_url: str
-) -> None:
-    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 30
-    with pytest.raises(ProviderRateLimited) as caught:
-        client.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
-    assert caught.value.retry_after == 30
-    assert json.loads(caught.value.raw)["code"] == "Throttling.RateQuota"
-
-
-def test_5xx_is_retried_and_keeps_dashscopes_shape(
-    sim: DashscopeSimulator, adapter: DashscopeProvider, sample_url: str
-) -> None:
-    sim.faults.stall = True
-    sim.faults.fail_submits = 1
-    retried = ProviderClient(timeout=5, sleep=lambda s: None)
-    assert adapter.parse_submit(
-        retried.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
-    )
-    assert sim.submits == 2
-    sim.faults.fail_submits = 1
-    once = ProviderClient(timeout=5, sleep=lambda s: None, attempts=1)
-    with pytest.raises(ProviderUnavailable) as caught:
-        adapter.parse_submit(
-            once.send(adapter.submit(VideoRequest(image_url=sample_url), None), is_submit=True)
-        )
-    assert json.loads(caught.value.raw)["code"] == "InternalError"
-
-
-def test_unknown_status_is_an_error_keeping_the_raw_value(
+def test_throttling_and_internal_errors_come_in_dashscopes_error_body(
     sim: DashscopeSimulator, adapter: DashscopeProvider, client: ProviderClient, sample_url: str
 ) -> None:
-    sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
-    sim.faults.unknown_status = "MELTING"
-    with pytest.raises(UnknownProviderStatus) as caught:
-        adapter.parse_status(client.send(adapter.status(task_id)))
-    assert "MELTING" in caught.value.raw
+    sim.faults.rate_limit_polls, sim.faults.retry_after, sim.faults.fail_submits = 1, 30, 1
+    limited = client.http.send(adapter.status(str(uuid.uuid4())))  # the bare answer, before any retry
+    outage = client.http.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    assert (limited.status_code, limited.headers["Retry-After"], outage.status_code) == (429, "30", 500)
+    assert (limited.json()["code"], outage.json()["code"]) == ("Throttling.RateQuota", "InternalError")
+    assert limited.json().keys() == outage.json().keys() == {"request_id", "code", "message"}
 
 
 def test_a_task_id_never_issued_or_past_24_h_reports_unknown_and_fails(
@@ -549,7 +509,9 @@ def test_a_task_id_never_issued_or_past_24_h_reports_unknown_and_fails(
     never = adapter.parse_status(client.send(adapter.status(str(uuid.uuid4()))))
     assert (never.state, never.raw_status, never.error_code) == (ProviderState.FAILED, "UNKNOWN", TASK_GONE)
     sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     sim.task_ttl_seconds = 0
     time.sleep(0.01)
     expired = adapter.parse_status(client.send(adapter.status(task_id)))
@@ -560,23 +522,17 @@ def test_a_task_cancelled_outside_our_api_reports_canceled(
     sim: DashscopeSimulator, adapter: DashscopeProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     assert adapter.cancel(task_id) is None
     assert sim.cancel_task(sim.tasks[task_id])  # e.g. from the console: the API itself has no cancel
     status = adapter.parse_status(client.send(adapter.status(task_id)))
     assert (status.state, status.raw_status) == (ProviderState.CANCELLED, "CANCELED")
 
 
-def test_expired_result_url_answers_403(
-    sim: DashscopeSimulator, adapter: DashscopeProvider, client: ProviderClient, sample_url: str
-) -> None:
-    assert sim.result_ttl_seconds == 24 * 3600
-    task_id = adapter.parse_submit(
-        client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=2), None))
-    )
-    final = poll(adapter, client, task_id)[-1]
-    sim.faults.expire_results = True
-    assert httpx.get(final.result_url or "").status_code == 403
+def test_result_links_live_24_hours(sim: DashscopeSimulator) -> None:
+    assert sim.result_ttl_seconds == 24 * 3600  # "video_url ... valid for 24 hours"
 
 
 def test_an_unserved_path_is_dashscopes_url_error(adapter: DashscopeProvider, client: ProviderClient) -> None:

@@ -1,5 +1,6 @@
 """The `evolink` adapter: its requests and its parsing of EvoLink's documented bodies, then the adapter
-against its simulator over loopback (submit, poll, errors, faults, callbacks)."""
+against its simulator over loopback (submit, poll, errors, callbacks). What every host shares (rate limits,
+retries, unknown words, expired links, lost answers) is in test_engine.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from i2v.providers.base import (
     ProviderRejected,
     ProviderState,
     ProviderUnavailable,
-    SubmitOutcomeUnknown,
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
@@ -146,7 +146,9 @@ def response(body: Any, status: int = 200, headers: dict[str, str] | None = None
 def submit(
     adapter: EvolinkProvider, client: ProviderClient, req: VideoRequest, callback: str | None = None
 ) -> str:
-    return adapter.parse_submit(client.send(adapter.submit(req, callback), is_submit=True))
+    return adapter.parse_submit(
+        client.send(adapter.submit(req, req.resolved_mode(), callback), is_submit=True)
+    )
 
 
 # -- the adapter, sans I/O --------------------------------------------------------------------------
@@ -166,7 +168,9 @@ def test_capabilities_are_what_evolink_documents(offline: EvolinkProvider) -> No
 
 def test_submit_sends_mode_quality_duration_and_prompt_extend_explicitly(offline: EvolinkProvider) -> None:
     req = VideoRequest(prompt="a cat plays piano", image_url=IMG)
-    built = offline.submit(req, "https://gw.example.com/v1/callbacks/evolink/vid_1?token=t")
+    built = offline.submit(
+        req, req.resolved_mode(), "https://gw.example.com/v1/callbacks/evolink/vid_1?token=t"
+    )
     assert built.method == "POST"
     assert str(built.url) == "https://api.evolink.ai/v1/videos/generations"
     assert built.headers["Authorization"] == "Bearer k-123"
@@ -194,7 +198,7 @@ def test_submit_sends_false_prompt_extend_720p_seed_and_negative_prompt(offline:
             "negative_prompt": "blurry",
         }
     )
-    body = json.loads(offline.submit(req, None).content)
+    body = json.loads(offline.submit(req, req.resolved_mode(), None).content)
     assert body["quality"] == "720p"
     assert body["duration"] == 12
     assert body["prompt_extend"] is False
@@ -231,7 +235,8 @@ def test_submit_sends_false_prompt_extend_720p_seed_and_negative_prompt(offline:
 def test_each_media_combination_maps_to_evolinks_fields(
     offline: EvolinkProvider, media: dict[str, str], mode: str, fields: dict[str, Any]
 ) -> None:
-    body = json.loads(offline.submit(VideoRequest.model_validate(media), None).content)
+    req = VideoRequest.model_validate(media)
+    body = json.loads(offline.submit(req, Mode(mode), None).content)
     assert body["generation_mode"] == mode
     media_fields = {k: v for k, v in body.items() if k in MEDIA_FIELDS}
     assert media_fields == fields
@@ -239,19 +244,22 @@ def test_each_media_combination_maps_to_evolinks_fields(
 
 @pytest.mark.parametrize("seed", [1, MAX_SEED])
 def test_seeds_in_evolinks_range_are_sent(offline: EvolinkProvider, seed: int) -> None:
-    assert json.loads(offline.submit(VideoRequest(image_url=IMG, seed=seed), None).content)["seed"] == seed
+    assert (
+        json.loads(offline.submit(VideoRequest(image_url=IMG, seed=seed), Mode.FIRST_FRAME, None).content)[
+            "seed"
+        ]
+        == seed
+    )
 
 
-def test_seed_zero_is_refused_before_any_call_rather_than_rewritten(offline: EvolinkProvider) -> None:
-    with pytest.raises(ProviderRejected) as caught:
-        offline.submit(VideoRequest(image_url=IMG, seed=0), None)
-    assert caught.value.code == "unsupported_seed"
+def test_routing_refuses_seed_zero_rather_than_the_adapter_rewriting_it(offline: EvolinkProvider) -> None:
+    refusal = offline.capabilities.refusal(VideoRequest(image_url=IMG, seed=0), Mode.FIRST_FRAME)
+    assert refusal == "accepts seeds from 1, not 0"
 
 
-def test_a_requested_watermark_is_refused_as_evolink_has_no_such_option(offline: EvolinkProvider) -> None:
-    with pytest.raises(ProviderRejected) as caught:
-        offline.submit(VideoRequest(image_url=IMG, watermark=True), None)
-    assert caught.value.code == "unsupported_watermark"
+def test_routing_refuses_a_watermark_as_evolink_has_no_such_option(offline: EvolinkProvider) -> None:
+    refusal = offline.capabilities.refusal(VideoRequest(image_url=IMG, watermark=True), Mode.FIRST_FRAME)
+    assert refusal == "has no watermark option"
 
 
 def test_status_and_cancel_requests(offline: EvolinkProvider) -> None:
@@ -360,7 +368,9 @@ def test_submit_answer_follows_the_documented_shape(
     sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    answer = client.send(adapter.submit(VideoRequest(image_url=sample_url, duration=4), None), is_submit=True)
+    answer = client.send(
+        adapter.submit(VideoRequest(image_url=sample_url, duration=4), Mode.FIRST_FRAME, None), is_submit=True
+    )
     body = answer.json()
     assert answer.status_code == 200
     assert re.fullmatch(r"task-unified-\d{10}-[a-z0-9]{8}", body["id"])
@@ -536,7 +546,9 @@ def test_wrong_key_is_a_401_unauthorized(
 ) -> None:
     wrong = EvolinkProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
+        wrong.parse_submit(
+            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+        )
     assert (caught.value.status_code, caught.value.code) == (401, "unauthorized")
     assert json.loads(caught.value.raw)["error"]["type"] == "authentication_error"
 
@@ -566,63 +578,20 @@ def test_task_ids_without_the_prefix_are_invalid_and_unknown_ones_not_found(
     assert (caught.value.status_code, caught.value.code) == (404, "task_not_found")
 
 
-def test_server_errors_are_retried_then_surface_as_unavailable(
+def test_rate_limits_and_server_errors_come_in_evolinks_error_body(
     sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient
 ) -> None:
-    sim.faults.stall = True
-    sim.faults.fail_submits = 1
-    assert submit(adapter, client, VideoRequest(image_url=IMG)).startswith("task-unified-")
-    assert sim.submits == 2
-    sim.faults.fail_submits = 3
-    with pytest.raises(ProviderUnavailable) as caught:
-        submit(adapter, client, VideoRequest(image_url=IMG))
-    assert json.loads(caught.value.raw)["error"]["code"] == "internal_error"
-
-
-def test_429_waits_for_retry_after_then_succeeds(sim: EvolinkSimulator, adapter: EvolinkProvider) -> None:
-    sim.faults.stall = True
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    assert submit(adapter, client, VideoRequest(image_url=IMG))
-    assert waits == [2.0]
-    assert sim.submits == 2
-
-
-def test_429_beyond_the_wait_budget_surfaces_retry_after(
-    sim: EvolinkSimulator, adapter: EvolinkProvider
-) -> None:
-    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
-    sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 30
-    sim.faults.stall = True
-    task_id = submit(adapter, client, VideoRequest(image_url=IMG))
-    answer = client.http.send(adapter.status(task_id))
-    assert answer.status_code == 429
-    assert answer.json()["error"]["code"] == "rate_limit_exceeded"
-    sim.faults.rate_limit_submits = 1
-    with pytest.raises(ProviderRateLimited) as caught:
-        client.send(adapter.submit(VideoRequest(image_url=IMG), None), is_submit=True)
-    assert caught.value.retry_after == 30
-
-
-def test_unknown_status_is_an_error_keeping_the_raw_value(
-    sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient
-) -> None:
-    sim.faults.stall = True
-    task_id = submit(adapter, client, VideoRequest(image_url=IMG))
-    sim.faults.unknown_status = "MELTING"
-    with pytest.raises(UnknownProviderStatus) as caught:
-        adapter.parse_status(client.send(adapter.status(task_id)))
-    assert "MELTING" in caught.value.raw
-
-
-def test_expired_result_url_answers_403(
-    sim: EvolinkSimulator, adapter: EvolinkProvider, client: ProviderClient, sample_url: str
-) -> None:
-    task_id = submit(adapter, client, VideoRequest(image_url=sample_url, duration=2, resolution="720p"))
-    final = poll(adapter, client, task_id)[-1]
-    sim.faults.expire_results = True
-    assert httpx.get(final.result_url or "").status_code == 403
+    sim.faults.rate_limit_polls, sim.faults.retry_after, sim.faults.fail_submits = 1, 30, 1
+    limited = client.http.send(adapter.status("task-unified-1757169743-zzzzzzzz"))  # before any retry
+    outage = client.http.send(adapter.submit(VideoRequest(image_url=IMG), Mode.FIRST_FRAME, None))
+    assert (limited.status_code, limited.headers["Retry-After"], outage.status_code) == (429, "30", 500)
+    assert limited.json()["error"] == {
+        "code": "rate_limit_exceeded",
+        "message": "Rate limit exceeded, please slow down",
+        "type": "rate_limit_error",
+        "param": None,
+    }
+    assert (outage.json()["error"]["code"], outage.json()["error"]["type"]) == ("internal_error", "api_error")
 
 
 def test_there_is_no_cancel_endpoint_but_a_cancelled_task_reads_as_cancelled(
@@ -636,18 +605,6 @@ def test_there_is_no_cancel_endpoint_but_a_cancelled_task_reads_as_cancelled(
     status = adapter.parse_status(client.send(adapter.status(task_id)))
     assert status.state is ProviderState.CANCELLED
     assert (status.raw_status, status.error_code) == ("failed", "request_cancelled")
-
-
-def test_a_submit_whose_answer_is_lost_is_unknown_but_the_task_exists(
-    sim: EvolinkSimulator, adapter: EvolinkProvider
-) -> None:
-    sim.faults.stall = True
-    sim.faults.hang_submit_after_accept = True
-    client = ProviderClient(timeout=0.5, sleep=lambda s: None)
-    with pytest.raises(SubmitOutcomeUnknown):
-        client.send(adapter.submit(VideoRequest(image_url=IMG), None), is_submit=True)
-    assert len(sim.tasks) == 1
-    assert sim.submits == 1  # not resent
 
 
 # -- callbacks ------------------------------------------------------------------------------------

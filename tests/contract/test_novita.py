@@ -1,4 +1,6 @@
-"""The `novita` adapter, and `highway` (the same adapter configured for HighwayAPI), against the simulator."""
+"""The `novita` adapter, and `highway` (the same adapter configured for HighwayAPI), against the simulator.
+What every host shares (rate limits, retries, unknown words, expired links, lost answers) is in
+test_engine.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from i2v.models import VideoRequest
+from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ProviderError,
     ProviderRateLimited,
@@ -75,7 +77,9 @@ def adapter(sim: NovitaSimulator) -> NovitaProvider:
 def submit(
     adapter: NovitaProvider, client: ProviderClient, req: VideoRequest, callback: str | None = None
 ) -> str:
-    return adapter.parse_submit(client.send(adapter.submit(req, callback), is_submit=True))
+    return adapter.parse_submit(
+        client.send(adapter.submit(req, req.resolved_mode(), callback), is_submit=True)
+    )
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
@@ -95,7 +99,7 @@ def response(status: int, body: Any) -> httpx.Response:
 
 def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="key-1")
-    built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), None)
+    built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), Mode.FIRST_FRAME, None)
     assert built.method == "POST"
     assert str(built.url) == "https://api.novita.ai/v3/async/wan2.7-i2v"
     assert built.headers["Authorization"] == "Bearer key-1"
@@ -121,7 +125,7 @@ def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
         seed=0,
         negative_prompt="blur",
     )
-    body = json.loads(adapter.submit(req, None).content)
+    body = json.loads(adapter.submit(req, req.resolved_mode(), None).content)
     assert body["resolution"] == "720P"
     assert (body["duration"], body["prompt_extend"], body["watermark"]) == (12, False, True)
     assert (body["seed"], body["negative_prompt"]) == (0, "blur")
@@ -144,7 +148,8 @@ def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
 )
 def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fields: dict[str, str]) -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
-    body = json.loads(adapter.submit(VideoRequest(**media), None).content)
+    req = VideoRequest.model_validate(media)
+    body = json.loads(adapter.submit(req, req.resolved_mode(), None).content)
     media_fields = ("image_url", "last_frame_url", "first_clip_url", "driving_audio_url")
     sent = {k: v for k, v in body.items() if k in media_fields}
     assert sent == fields
@@ -153,7 +158,7 @@ def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fi
 def test_callback_url_goes_in_extra_webhook_url() -> None:
     adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
     cb = "https://gw.example/v1/callbacks/novita/vid_1?token=abc"
-    body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), cb).content)
+    body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, cb).content)
     assert body["extra"] == {"webhook": {"url": cb}}
 
 
@@ -165,9 +170,11 @@ def test_highway_is_the_same_adapter_at_its_own_host_without_webhooks() -> None:
     assert hw.capabilities.modes == novita.capabilities.modes
     assert hw.capabilities.durations == novita.capabilities.durations == frozenset(range(2, 16))
     req = VideoRequest(image_url=IMAGE, audio_url=AUDIO, seed=7)
-    built = hw.submit(req, "https://gw.example/cb")
+    built = hw.submit(req, req.resolved_mode(), "https://gw.example/cb")
     assert str(built.url) == "https://api.highwayapi.ai/v3/async/wan2.7-i2v"
-    assert json.loads(built.content) == json.loads(novita.submit(req, None).content)  # and no `extra`
+    assert json.loads(built.content) == json.loads(
+        novita.submit(req, req.resolved_mode(), None).content
+    )  # and no `extra`
     assert str(hw.status("t-1").url) == "https://api.highwayapi.ai/v3/async/task-result?task_id=t-1"
 
 
@@ -373,7 +380,9 @@ def test_invalid_submit_is_rejected_with_the_providers_error_shape(
 def test_wrong_key_is_rejected(sim: NovitaSimulator, client: ProviderClient, sample_url: str) -> None:
     wrong = ADAPTERS[sim.name](sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=sample_url), None)))
+        wrong.parse_submit(
+            client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+        )
     assert (caught.value.status_code, caught.value.code) == (401, "FAILED_TO_AUTH")
 
 
@@ -383,7 +392,9 @@ def test_key_without_model_access_is_a_403(
     sim.restricted_keys.add("unverified-account")
     restricted = ADAPTERS[sim.name](sim.base_url, "unverified-account")
     with pytest.raises(ProviderRejected) as caught:
-        restricted.parse_submit(client.send(restricted.submit(VideoRequest(image_url=sample_url), None)))
+        restricted.parse_submit(
+            client.send(restricted.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+        )
     assert (caught.value.status_code, caught.value.code) == (403, "ACCESS_DENY")
 
 
@@ -399,61 +410,20 @@ def test_task_cancelled_provider_side_reads_as_cancelled(
     assert (status.state, status.raw_status) == (ProviderState.CANCELLED, "TASK_STATUS_CANCELED")
 
 
-def test_429_waits_for_retry_after_then_succeeds(
-    sim: NovitaSimulator, adapter: NovitaProvider, sample_url: str
-) -> None:
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.stall = True
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    assert submit(adapter, client, VideoRequest(image_url=sample_url))
-    assert waits == [2.0]
-    assert sim.submits == 2
-
-
-def test_429_beyond_the_wait_budget_surfaces_retry_after(
-    sim: NovitaSimulator, adapter: NovitaProvider, sample_url: str
-) -> None:
-    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
-    sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 30
-    with pytest.raises(ProviderRateLimited) as caught:
-        adapter.parse_status(client.send(adapter.status("any")))
-    assert caught.value.retry_after == 30
-    assert json.loads(caught.value.raw)["reason"] == "RATE_LIMIT_EXCEEDED"
-
-
-def test_503_is_retried_then_succeeds(
+def test_rate_limits_and_outages_come_in_novitas_error_body(
     sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
 ) -> None:
-    sim.faults.stall = True
-    sim.faults.fail_submits = 1
-    assert submit(adapter, client, VideoRequest(image_url=sample_url))
-    assert sim.submits == 2
-
-
-def test_unknown_status_is_an_error_keeping_the_raw_value(
-    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
-) -> None:
-    sim.faults.stall = True
-    task_id = submit(adapter, client, VideoRequest(image_url=sample_url))
-    sim.faults.unknown_status = "TASK_STATUS_MELTING"
-    with pytest.raises(UnknownProviderStatus) as caught:
-        adapter.parse_status(client.send(adapter.status(task_id)))
-    assert "TASK_STATUS_MELTING" in caught.value.raw
-
-
-def test_expired_result_url_answers_403(
-    sim: NovitaSimulator, adapter: NovitaProvider, client: ProviderClient, sample_url: str
-) -> None:
-    final = poll(adapter, client, submit(adapter, client, VideoRequest(image_url=sample_url, duration=2)))[-1]
-    sim.faults.expire_results = True
-    assert httpx.get(final.result_url or "").status_code == 403
-
-
-def test_unknown_task_is_a_404_rejection(adapter: NovitaProvider, client: ProviderClient) -> None:
-    with pytest.raises(ProviderRejected) as caught:
-        adapter.parse_status(client.send(adapter.status("00000000-0000-0000-0000-000000000000")))
-    assert (caught.value.status_code, caught.value.code) == (404, "TASK_NOT_FOUND")
+    sim.faults.rate_limit_polls, sim.faults.retry_after, sim.faults.fail_submits = 1, 30, 1
+    limited = client.http.send(adapter.status("any"))  # the bare answer, before the engine retries
+    req = VideoRequest(image_url=sample_url)
+    outage = client.http.send(adapter.submit(req, req.resolved_mode(), None))
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "30")
+    assert (limited.json()["reason"], outage.status_code, outage.json()["reason"]) == (
+        "RATE_LIMIT_EXCEEDED",
+        503,
+        "SERVICE_NOT_AVAILABLE",
+    )
+    assert limited.json().keys() == outage.json().keys() == {"code", "reason", "message", "metadata"}
 
 
 # -- webhooks (Novita only) ------------------------------------------------------------------------
@@ -473,7 +443,7 @@ def receiver() -> Iterator[Receiver]:
     got = Receiver()
     lock = threading.Lock()
 
-    @Request.application  # type: ignore[misc]
+    @Request.application
     def app(request: Request) -> Response:
         with lock:
             got.deliveries.append((request.full_path, json.loads(request.get_data(as_text=True))))

@@ -1,4 +1,6 @@
-"""The `oxen` adapter: its requests and parsing of Oxen's documented bodies, then against OxenSimulator."""
+"""The `oxen` adapter: its requests and parsing of Oxen's documented bodies, then against OxenSimulator.
+What every host shares (rate limits, retries, unknown words, expired links, lost answers, cancel) is in
+test_engine.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import pytest
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     ALL_DURATIONS,
-    ProviderRateLimited,
     ProviderRejected,
     ProviderState,
     ProviderStatus,
@@ -88,7 +89,9 @@ def test_submit_enqueues_the_model_with_every_value_explicit(offline: OxenProvid
         watermark=True,
         seed=42,
     )
-    built = offline.submit(req, "https://gateway.example/v1/callbacks/oxen/vid_1?token=t")
+    built = offline.submit(
+        req, req.resolved_mode(), "https://gateway.example/v1/callbacks/oxen/vid_1?token=t"
+    )
     assert built.method == "POST"
     assert str(built.url) == "https://hub.oxen.ai/api/ai/queue"
     assert built.headers["Authorization"] == "Bearer ox-key"
@@ -108,7 +111,9 @@ def test_submit_enqueues_the_model_with_every_value_explicit(offline: OxenProvid
 
 
 def test_submit_sends_our_defaults_rather_than_oxens_and_no_callback(offline: OxenProvider) -> None:
-    body = json.loads(offline.submit(VideoRequest(image_url=IMAGE), "https://gateway.example/cb").content)
+    body = json.loads(
+        offline.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, "https://gateway.example/cb").content
+    )
     assert body["resolution"] == "1080P"
     assert body["duration"] == 5
     assert body["prompt_extend"] is True
@@ -134,7 +139,8 @@ def test_submit_sends_our_defaults_rather_than_oxens_and_no_callback(offline: Ox
 def test_each_media_combination_maps_to_oxens_fields(
     offline: OxenProvider, media: dict[str, str], fields: dict[str, str]
 ) -> None:
-    body = json.loads(offline.submit(VideoRequest.model_validate(media), None).content)
+    req = VideoRequest.model_validate(media)
+    body = json.loads(offline.submit(req, req.resolved_mode(), None).content)
     media_fields = ("input_image", "end_image_url", "input_video", "audio_url")
     assert {k: body[k] for k in media_fields if k in body} == fields
 
@@ -243,7 +249,9 @@ def test_submit_progresses_to_success_with_a_downloadable_mp4(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(prompt="a slow zoom", image_url=sample_url, duration=2, resolution="720p", seed=7)
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, None), is_submit=True))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(req, req.resolved_mode(), None), is_submit=True)
+    )
     assert uuid.UUID(task_id).version == 4
     seen = poll(adapter, client, task_id)
     assert seen[0].state in (ProviderState.QUEUED, ProviderState.PROCESSING)
@@ -258,7 +266,7 @@ def test_generation_body_has_the_documented_fields_and_echoes_parameters(
     adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     req = VideoRequest(prompt="a slow zoom", image_url=sample_url, duration=2, resolution="720p")
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, None)))
+    task_id = adapter.parse_submit(client.send(adapter.submit(req, req.resolved_mode(), None)))
     poll(adapter, client, task_id)
     body = client.send(adapter.status(task_id)).json()
     assert body["generation_id"] == task_id
@@ -277,7 +285,9 @@ def test_queued_generation_reports_nulls_until_it_runs(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     body = client.send(adapter.status(task_id)).json()
     assert body["status"] == "queued"
     assert body["result_url"] is None
@@ -290,7 +300,9 @@ def test_render_failure_is_reported_as_failed_with_the_error_message(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "the model refused this image"
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     final = poll(adapter, client, task_id)[-1]
     assert final.state is ProviderState.FAILED
     assert final.error_message == "the model refused this image"
@@ -351,7 +363,9 @@ def test_enqueue_without_credits_is_a_402(
 ) -> None:
     sim.out_of_credits = True
     with pytest.raises(ProviderRejected) as caught:
-        adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=IMAGE), None)))
+        adapter.parse_submit(
+            client.send(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None))
+        )
     assert (caught.value.status_code, caught.value.code) == (402, "insufficient_credits")
 
 
@@ -372,32 +386,36 @@ def test_num_generations_enqueues_that_many_generations(
 def test_wrong_key_is_rejected_as_unauthenticated(sim: OxenSimulator, client: ProviderClient) -> None:
     wrong = OxenProvider(base_url=sim.base_url, api_key="not-the-key")
     with pytest.raises(ProviderRejected) as caught:
-        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=IMAGE), None)))
+        wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None)))
     assert (caught.value.status_code, caught.value.code) == (401, "unauthenticated")
 
 
-def test_cancel_stops_a_queued_generation(
+def test_cancel_answers_with_oxens_documented_body(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     cancel = adapter.cancel(task_id)
     assert cancel is not None
     answer = client.send(cancel)
     assert (answer.status_code, answer.json()) == (200, {"status": "success", "generation_id": task_id})
-    final = adapter.parse_status(client.send(adapter.status(task_id)))
-    assert (final.state, final.error_message) == (ProviderState.CANCELLED, None)
+    assert adapter.parse_status(client.send(adapter.status(task_id))).error_message is None
 
 
 def test_cancel_of_a_finished_generation_has_no_effect(
     sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
 ) -> None:
     sim.faults.fail_render = "boom"
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=sample_url), None)))
+    task_id = adapter.parse_submit(
+        client.send(adapter.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
+    )
     poll(adapter, client, task_id)
     cancel = adapter.cancel(task_id)
     assert cancel is not None
     assert client.send(cancel).status_code == 200
+    assert sim.cancels == [task_id]  # received, and documented to have no effect
     assert adapter.parse_status(client.send(adapter.status(task_id))).state is ProviderState.FAILED
 
 
@@ -410,70 +428,15 @@ def test_cancel_of_an_unknown_generation_is_the_documented_404(
     assert (answer.status_code, answer.json()) == (404, NOT_FOUND)
 
 
-def test_429_waits_for_retry_after_then_succeeds(
-    sim: OxenSimulator, adapter: OxenProvider, sample_url: str
-) -> None:
-    waits: list[float] = []
-    client = ProviderClient(timeout=5, sleep=waits.append)
-    sim.faults.rate_limit_submits, sim.faults.retry_after = 1, 2
-    submit = adapter.submit(VideoRequest(image_url=sample_url), None)
-    task_id = adapter.parse_submit(client.send(submit, is_submit=True))
-    assert task_id
-    assert waits == [2.0]
-    assert sim.submits == 2
-
-
-def test_429_beyond_the_wait_budget_surfaces_retry_after(sim: OxenSimulator, adapter: OxenProvider) -> None:
-    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
-    sim.faults.rate_limit_polls, sim.faults.retry_after = 1, 30
-    with pytest.raises(ProviderRateLimited) as caught:
-        adapter.parse_status(client.send(adapter.status(str(uuid.uuid4()))))
-    assert caught.value.retry_after == 30
-
-
-def test_5xx_on_enqueue_is_retried(sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient) -> None:
-    sim.faults.stall = True
-    sim.faults.fail_submits = 1
-    submit = adapter.submit(VideoRequest(image_url=IMAGE), None)
-    assert adapter.parse_submit(client.send(submit, is_submit=True))
-    assert sim.submits == 2
-
-
-def test_lost_enqueue_answer_is_unknown_and_the_job_is_listed(
+def test_a_generation_whose_enqueue_answer_was_lost_is_in_the_listing(
     sim: OxenSimulator, adapter: OxenProvider
 ) -> None:
     sim.faults.stall = True
     sim.faults.hang_submit_after_accept = True
     with pytest.raises(SubmitOutcomeUnknown):
-        ProviderClient(timeout=0.3).send(adapter.submit(VideoRequest(image_url=IMAGE), None), is_submit=True)
+        ProviderClient(timeout=0.3).send(
+            adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None), is_submit=True
+        )
     listing = ProviderClient(timeout=5).send(adapter.request("GET", "/api/ai/queue")).json()
     assert listing["count"] == 1
     assert listing["generations"][0]["status"] == "queued"
-
-
-def test_unknown_status_is_an_error_keeping_the_raw_value(
-    sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient
-) -> None:
-    sim.faults.stall = True
-    task_id = adapter.parse_submit(client.send(adapter.submit(VideoRequest(image_url=IMAGE), None)))
-    sim.faults.unknown_status = "MELTING"
-    with pytest.raises(UnknownProviderStatus) as caught:
-        adapter.parse_status(client.send(adapter.status(task_id)))
-    assert "MELTING" in caught.value.raw
-
-
-def test_expired_result_url_answers_403(
-    sim: OxenSimulator, adapter: OxenProvider, client: ProviderClient, sample_url: str
-) -> None:
-    req = VideoRequest(image_url=sample_url, duration=2, resolution="720p")
-    task_id = adapter.parse_submit(client.send(adapter.submit(req, None)))
-    final = poll(adapter, client, task_id)[-1]
-    sim.faults.expire_results = True
-    assert httpx.get(final.result_url or "").status_code == 403
-
-
-def test_unknown_generation_is_a_404_rejection(adapter: OxenProvider, client: ProviderClient) -> None:
-    with pytest.raises(ProviderRejected) as caught:
-        adapter.parse_status(client.send(adapter.status(str(uuid.uuid4()))))
-    assert (caught.value.status_code, caught.value.code) == (404, "resource_not_found")
-    assert str(caught.value) == "The requested resource could not be found"

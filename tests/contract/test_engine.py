@@ -1,0 +1,168 @@
+"""What holds for every host, written once: the real sending engine and each adapter against its simulator.
+
+Rate limits, retries, unknown status words, expired result links, unknown jobs, lost submit answers and
+cancels. Each host's own file keeps only what is particular to it (documented bodies, field mappings, error
+shapes, status words).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from i2v.providers.base import (
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderState,
+    SubmitOutcomeUnknown,
+    UnknownProviderStatus,
+)
+from i2v.providers.client import ProviderClient
+from tests.contract.drive import poll
+from tests.contract.hosts import HOSTS, Host, Running
+
+every_host = pytest.mark.parametrize("host", HOSTS, ids=lambda host: host.name)
+
+
+def skipped_unless(holds: bool, host: Host, reason: str) -> pytest.ParameterSet:
+    """`host` as a parameter, skipped with `reason` where it lacks the behaviour under test."""
+    return pytest.param(host, id=host.name, marks=() if holds else pytest.mark.skip(reason=reason))
+
+
+hosts_with_cancel = pytest.mark.parametrize(
+    "host",
+    [skipped_unless(h.capabilities.cancel, h, f"{h.name}: capabilities.cancel is False") for h in HOSTS],
+)
+hosts_refusing_unknown_jobs = pytest.mark.parametrize(
+    "host",
+    [
+        skipped_unless(h.unknown_job_answer is None, h, f"{h.name} answers {h.unknown_job_answer}")
+        for h in HOSTS
+    ],
+)
+
+
+@pytest.fixture
+def running(host: Host, sample_url: str) -> Iterator[Running]:
+    with host.running(sample_url) as started:
+        yield started
+
+
+# -- rate limits and server errors ------------------------------------------------------------------
+
+
+@every_host
+def test_a_429_is_waited_out_for_its_retry_after_then_the_submit_succeeds(running: Running) -> None:
+    waits: list[float] = []
+    client = ProviderClient(timeout=5, sleep=waits.append)
+    running.sim.faults.stall = True
+    running.sim.faults.rate_limit_submits, running.sim.faults.retry_after = 1, 2
+    job = running.submit(client)
+    assert waits == [2.0]
+    assert running.sim.submits == 2
+    assert list(running.sim.tasks) == [job]
+
+
+@every_host
+def test_a_429_on_a_status_query_is_waited_out_too(running: Running, client: ProviderClient) -> None:
+    running.sim.faults.stall = True
+    job = running.submit(client)
+    waits: list[float] = []
+    patient = ProviderClient(timeout=5, sleep=waits.append)
+    running.sim.faults.rate_limit_polls, running.sim.faults.retry_after = 1, 1.5
+    assert running.status(patient, job).state is ProviderState.QUEUED
+    assert waits == [1.5]
+
+
+@every_host
+def test_a_429_beyond_the_wait_budget_surfaces_with_its_retry_after_and_no_job(running: Running) -> None:
+    client = ProviderClient(timeout=5, sleep=lambda s: None, max_retry_after=1)
+    running.sim.faults.rate_limit_submits, running.sim.faults.retry_after = 1, 30
+    with pytest.raises(ProviderRateLimited) as caught:
+        running.submit(client)
+    assert caught.value.retry_after == 30
+    assert running.sim.submits == 1  # handed back to the scheduler, not waited for
+    assert running.sim.tasks == {}
+
+
+@every_host
+def test_a_5xx_on_submit_is_retried_and_makes_one_job(running: Running, client: ProviderClient) -> None:
+    running.sim.faults.stall = True
+    running.sim.faults.fail_submits = 1
+    job = running.submit(client)
+    assert running.sim.submits == 2
+    assert list(running.sim.tasks) == [job]
+
+
+# -- answers the gateway must not misread -----------------------------------------------------------
+
+
+@every_host
+def test_an_unknown_status_word_is_an_error_keeping_the_raw_value(
+    running: Running, client: ProviderClient
+) -> None:
+    running.sim.faults.stall = True
+    job = running.submit(client)
+    running.sim.faults.unknown_status = "MELTING"
+    with pytest.raises(UnknownProviderStatus) as caught:
+        running.status(client, job)
+    assert caught.value.code == "unknown_status"
+    assert "MELTING" in caught.value.raw
+
+
+@every_host
+def test_the_result_link_serves_the_mp4_until_it_expires_then_answers_403(
+    running: Running, client: ProviderClient
+) -> None:
+    final = poll(running.adapter, client, running.submit(client))[-1]
+    assert final.state is ProviderState.SUCCEEDED
+    link = final.result_url or ""
+    assert httpx.get(link).content[4:8] == b"ftyp"
+    running.sim.faults.expire_results = True
+    assert httpx.get(link).status_code == 403
+
+
+@hosts_refusing_unknown_jobs
+def test_a_job_the_host_never_issued_is_a_404_rejection(
+    host: Host, running: Running, client: ProviderClient
+) -> None:
+    with pytest.raises(ProviderRejected) as caught:
+        running.status(client, host.never_issued)
+    assert caught.value.status_code == 404
+
+
+@every_host
+def test_a_lost_submit_answer_is_an_unknown_outcome_and_the_job_exists(
+    running: Running, client: ProviderClient
+) -> None:
+    running.sim.faults.stall = True
+    running.sim.faults.hang_submit_after_accept = True
+    with pytest.raises(SubmitOutcomeUnknown):
+        running.submit(ProviderClient(timeout=0.3, sleep=lambda s: None))
+    assert running.sim.submits == 1  # never sent twice: a second send could start (and bill) a second job
+    [job] = running.sim.tasks
+    assert running.status(client, job).state is ProviderState.QUEUED  # there to reconcile
+
+
+# -- cancel -----------------------------------------------------------------------------------------
+
+
+@every_host
+def test_the_adapter_builds_a_cancel_exactly_when_its_capabilities_say_so(host: Host) -> None:
+    adapter = host.adapter("https://host.invalid", "key")
+    assert (adapter.cancel(host.never_issued) is not None) is adapter.capabilities.cancel
+
+
+@hosts_with_cancel
+def test_cancel_reaches_the_provider_once_and_the_job_ends_cancelled(
+    running: Running, client: ProviderClient
+) -> None:
+    running.sim.faults.stall = True
+    job = running.submit(client)
+    cancel = running.adapter.cancel(job)
+    assert cancel is not None
+    assert client.send(cancel).is_success
+    assert running.sim.cancels == [job]
+    assert running.status(client, job).state is ProviderState.CANCELLED
