@@ -76,6 +76,9 @@ class Simulator:
         self.submits = 0  # submit requests received (after auth), for tests
         self.cancels: list[str] = []  # job ids named by cancel requests received for known jobs, for tests
         self.callbacks_sent: list[tuple[str, int | None]] = []  # (url, status or None on error)
+        # (task id, how its callback ended: "delivered", "gave up", "dropped" or "no callback URL"), one per
+        # announced outcome (and per duplicate), so tests can wait for the end instead of sleeping past it.
+        self.callbacks_settled: list[tuple[str, str]] = []
         self.downloads: dict[str, int] = {}  # result downloads per task, for tests
         self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
         self._workdir = Path(tempfile.mkdtemp(prefix=f"i2v-{self.name}-"))
@@ -316,13 +319,18 @@ class Simulator:
 
     # -- callbacks --------------------------------------------------------------------------------
     def _notify(self, task: SimTask) -> None:
-        if not task.callback_url or self.faults.drop_callbacks:
+        if not task.callback_url:
+            self._settled(task.id, "no callback URL")
+            return
+        if self.faults.drop_callbacks:
+            self._settled(task.id, "dropped")
             return
         body = self.callback_body(task)
         for _ in range(max(1, self.faults.duplicate_callbacks)):
-            threading.Thread(target=self._deliver, args=(task.callback_url, body), daemon=True).start()
+            args = (task.id, task.callback_url, body)
+            threading.Thread(target=self._deliver, args=args, daemon=True).start()
 
-    def _deliver(self, url: str, body: dict[str, Any]) -> None:
+    def _deliver(self, task_id: str, url: str, body: dict[str, Any]) -> None:
         waits = (0.0, *self.callback_retries)
         for wait in waits:
             time.sleep(wait)
@@ -330,6 +338,12 @@ class Simulator:
                 resp = httpx.post(url, json=body, timeout=self.callback_timeout)
                 self.callbacks_sent.append((url, resp.status_code))
                 if 200 <= resp.status_code < 300:
+                    self._settled(task_id, "delivered")
                     return
             except httpx.HTTPError:
                 self.callbacks_sent.append((url, None))
+        self._settled(task_id, "gave up")
+
+    def _settled(self, task_id: str, outcome: str) -> None:
+        with self.lock:
+            self.callbacks_settled.append((task_id, outcome))

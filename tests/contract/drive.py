@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from i2v.providers.base import Provider, ProviderState, ProviderStatus
 from i2v.providers.client import ProviderClient
@@ -20,3 +21,13 @@ def poll(
             return seen
         time.sleep(0.05)
     raise AssertionError(f"task {task_id} did not finish: {seen[-1]}")
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    """Return once `condition()` holds; fail after `seconds`. Tests wait on an end they can see, never on a
+    sleep that merely hopes something did not happen."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from i2v.providers.base import (
 )
 from i2v.providers.client import ProviderClient
 from i2v_local.sim_aimlapi import AimlapiSimulator
-from tests.contract.drive import poll
+from tests.contract.drive import poll, wait_until
 
 IMAGE = "https://example.com/cat.png"
 AUDIO = "https://example.com/purr.mp3"
@@ -431,6 +430,8 @@ def test_callback_fields_are_dropped_and_nothing_calls_back(
     hook = f"{media_server[1]}/callback"
     body = {"model": "alibaba/wan-2-7-i2v", "prompt": "p", "image_url": sample_url, "duration": 5}
     req = adapter.request("POST", "/v2/video/generations", body | {"callback_url": hook, "webhook_url": hook})
-    assert poll(adapter, client, adapter.parse_submit(client.send(req)))[-1].raw_status == "error"
-    time.sleep(0.1)
+    task_id = adapter.parse_submit(client.send(req))
+    assert poll(adapter, client, task_id)[-1].raw_status == "error"
+    wait_until(lambda: bool(sim.callbacks_settled))
+    assert sim.callbacks_settled == [(task_id, "no callback URL")]
     assert sim.callbacks_sent == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from i2v.providers.base import (
 from i2v.providers.client import ProviderClient
 from i2v.providers.evolink import DEFAULT_BASE_URL, EvolinkProvider
 from i2v_local.sim_evolink import EvolinkSimulator
-from tests.contract.drive import poll
+from tests.contract.drive import poll, wait_until
 
 MEDIA_FIELDS = ("image_start", "image_end", "video_urls", "audio_urls")
 IMG, LAST, CLIP, AUDIO = (
@@ -122,10 +121,8 @@ class Receiver:
         self.bodies.append(json.loads(request.get_data(as_text=True)))
         return Response("", status=self.answers.pop(0) if self.answers else 200)
 
-    def wait_for(self, count: int, seconds: float = 5) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + seconds
-        while len(self.bodies) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def wait_for(self, count: int) -> list[dict[str, Any]]:
+        wait_until(lambda: len(self.bodies) >= count)
         return self.bodies
 
     def stop(self) -> None:
@@ -662,8 +659,8 @@ def test_non_2xx_callbacks_are_retried_three_times_then_given_up(
     receiver.answers = [500, 502, 404, 500, 500]
     task_id = submit(adapter, client, VideoRequest(image_url=IMG), receiver.url)
     sim.cancel_task(sim.tasks[task_id])
-    receiver.wait_for(4)
-    time.sleep(0.4)  # longer than another retry would take with the shortened waits
+    wait_until(lambda: bool(sim.callbacks_settled))
+    assert sim.callbacks_settled == [(task_id, "gave up")]
     assert len(receiver.bodies) == 4  # the first try and 3 retries
     assert [code for _, code in sim.callbacks_sent] == [500, 502, 404, 500]
 
@@ -675,8 +672,8 @@ def test_a_2xx_ends_the_retries(
     receiver.answers = [503, 204]
     task_id = submit(adapter, client, VideoRequest(image_url=IMG), receiver.url)
     sim.cancel_task(sim.tasks[task_id])
-    receiver.wait_for(2)
-    time.sleep(0.3)
+    wait_until(lambda: bool(sim.callbacks_settled))
+    assert sim.callbacks_settled == [(task_id, "delivered")]
     assert [code for _, code in sim.callbacks_sent] == [503, 204]
 
 
@@ -699,5 +696,6 @@ def test_dropped_callbacks_leave_polling_to_find_the_outcome(
     sim.faults.fail_render = "generation failed"
     task_id = submit(adapter, client, VideoRequest(image_url=IMG), receiver.url)
     assert poll(adapter, client, task_id)[-1].state is ProviderState.FAILED
-    time.sleep(0.2)
+    wait_until(lambda: bool(sim.callbacks_settled))
+    assert sim.callbacks_settled == [(task_id, "dropped")]
     assert receiver.bodies == []

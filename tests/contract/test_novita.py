@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ from i2v.providers.novita import (
     parse_task_result,
 )
 from i2v_local.sim_novita import NovitaSimulator, highway_simulator
-from tests.contract.drive import poll
+from tests.contract.drive import poll, wait_until
 
 ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {
     "novita": lambda base_url, key: NovitaProvider(base_url=base_url, api_key=key),
@@ -80,14 +79,6 @@ def submit(
     return adapter.parse_submit(
         client.send(adapter.submit(req, req.resolved_mode(), callback), is_submit=True)
     )
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def response(status: int, body: Any) -> httpx.Response:
@@ -496,10 +487,10 @@ def test_callback_is_retried_five_times_on_non_2xx(
 ) -> None:
     receiver.answers = [500] * 10
     novita_sim.faults.fail_render = "refused"
-    submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
-    wait_until(lambda: len(novita_sim.callbacks_sent) == 6)
-    time.sleep(0.3)  # longer than the last (scaled) retry wait: no seventh attempt
-    assert [status for _, status in novita_sim.callbacks_sent] == [500] * 6
+    task_id = submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    wait_until(lambda: bool(novita_sim.callbacks_settled))
+    assert novita_sim.callbacks_settled == [(task_id, "gave up")]
+    assert [status for _, status in novita_sim.callbacks_sent] == [500] * 6  # the first try and 5 retries
     assert all(body["payload"]["task"]["status"] == "TASK_STATUS_FAILED" for _, body in receiver.deliveries)
 
 
@@ -512,9 +503,9 @@ def test_callback_retries_stop_at_the_first_2xx(
 ) -> None:
     receiver.answers = [503, 429]
     novita_sim.faults.fail_render = "refused"
-    submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
-    wait_until(lambda: len(novita_sim.callbacks_sent) == 3)
-    time.sleep(0.3)
+    task_id = submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    wait_until(lambda: bool(novita_sim.callbacks_settled))
+    assert novita_sim.callbacks_settled == [(task_id, "delivered")]
     assert [status for _, status in novita_sim.callbacks_sent] == [503, 429, 200]
 
 
@@ -541,9 +532,10 @@ def test_dropped_callbacks_leave_polling_to_find_the_result(
 ) -> None:
     novita_sim.faults.drop_callbacks = True
     novita_sim.faults.fail_render = "refused"
-    final = poll(novita, client, submit(novita, client, VideoRequest(image_url=sample_url), receiver.url))[-1]
-    assert final.state is ProviderState.FAILED
-    time.sleep(0.2)
+    task_id = submit(novita, client, VideoRequest(image_url=sample_url), receiver.url)
+    assert poll(novita, client, task_id)[-1].state is ProviderState.FAILED
+    wait_until(lambda: bool(novita_sim.callbacks_settled))
+    assert novita_sim.callbacks_settled == [(task_id, "dropped")]
     assert receiver.deliveries == []
 
 
@@ -555,8 +547,9 @@ def test_highway_sends_no_webhook_even_when_asked(
         sim.faults.fail_render = "refused"
         body = {"image_url": sample_url, "extra": {"webhook": {"url": receiver.url}}}
         raw = adapter.request("POST", "/v3/async/wan2.7-i2v", body)
-        final = poll(adapter, client, adapter.parse_submit(client.send(raw)))[-1]
-        assert final.state is ProviderState.FAILED
-        time.sleep(0.2)
+        task_id = adapter.parse_submit(client.send(raw))
+        assert poll(adapter, client, task_id)[-1].state is ProviderState.FAILED
+        wait_until(lambda: bool(sim.callbacks_settled))
+    assert sim.callbacks_settled == [(task_id, "no callback URL")]
     assert receiver.deliveries == []
     assert sim.callbacks_sent == []
