@@ -121,11 +121,11 @@ def generate(client: httpx.Client, args: argparse.Namespace) -> int:
 
 def keys_create(tenant: str) -> int:
     """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
-    from i2v.config import get_settings
-    from i2v.store import TaskStore
+    from i2v.dynamo import Table
+    from i2v.records import Records
 
     key = f"i2v_{secrets.token_urlsafe(24)}"
-    TaskStore(get_settings().table_name).put_api_key(key, tenant)
+    Records(Table(os.environ["I2V_TABLE_NAME"])).put_api_key(key, tenant)
     print(key)
     return 0
 

@@ -47,18 +47,16 @@ def invoke(function: str, event_path: str) -> int:
 
     import boto3
 
-    from i2v.service import gateway
     from i2v_local.stack import ROOT, LocalStack
 
     event = json.loads(Path(event_path).read_text())
     with LocalStack(api_key="i2v_sample_key_0123456789") as stack:
-        if function not in stack.handlers:
-            print(f"unknown function {function}; template.yaml has {', '.join(sorted(stack.handlers))}")
+        if function not in stack.functions:
+            print(f"unknown function {function}; template.yaml has {', '.join(sorted(stack.functions))}")
             return 2
         sample = (ROOT / "assets" / "sample.png").read_bytes()
         for key in ("inputs/demo/sample.png", "uploads/demo/sample.png"):
             boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=sample)
-        gateway()  # warm, as a second invocation in the same container would be
         result = stack.invoke(function, event)
         print(json.dumps(result, indent=2, default=str))
     return 0

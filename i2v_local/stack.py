@@ -28,6 +28,9 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from i2v.dynamo import Table
+from i2v.records import Records
+from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v_local.sim_aimlapi import AimlapiSimulator
 from i2v_local.sim_dashscope import DashscopeSimulator
@@ -72,7 +75,8 @@ class FakeContext:
 
 
 def load_handler(code_uri: str, handler: str) -> Handler:
-    """Import functions/<name>/handler.py by path, as Lambda would from the function's zip."""
+    """Import functions/<name>/handler.py by path, as Lambda does in a new container (a cold start): each call
+    gives a new module, with its own resolver, runtime and clients."""
     module_name, func_name = handler.rsplit(".", 1)
     path = ROOT / code_uri / f"{module_name}.py"
     spec = importlib.util.spec_from_file_location(f"i2v_fn_{Path(code_uri).name}", path)
@@ -138,6 +142,32 @@ def sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> dict[str
     }
 
 
+class Function:
+    """One function as Lambda runs it: containers, each running one event at a time. An event goes to an idle
+    container, or to a new one (a cold start) when all are busy, up to `concurrency`."""
+
+    def __init__(self, logical: str, code_uri: str, handler: str, concurrency: int = 16) -> None:
+        self.logical, self.code_uri, self.handler = logical, code_uri, handler
+        self._idle: list[Handler] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self.cold_starts = 0
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._slots:
+            with self._lock:
+                container = self._idle.pop() if self._idle else None
+            if container is None:
+                container = load_handler(self.code_uri, self.handler)
+                with self._lock:
+                    self.cold_starts += 1
+            try:
+                return container(event, FakeContext(function_name=self.logical))
+            finally:
+                with self._lock:
+                    self._idle.append(container)
+
+
 class LocalStack:
     """Start with `with LocalStack() as stack:`; `stack.url` is the API, `stack.api_key` a working key."""
 
@@ -167,7 +197,7 @@ class LocalStack:
         self.endpoint = ""
         self.resources: LocalResources | None = None
         self.simulators: dict[str, Simulator] = {}
-        self.handlers: dict[str, Handler] = {}
+        self.functions: dict[str, Function] = {}
         self._stop = threading.Event()
         self._exit = ExitStack()
         self._server: BaseWSGIServer | None = None
@@ -216,11 +246,9 @@ class LocalStack:
         if self.http_timeout is not None:
             env["I2V_HTTP_TIMEOUT_SECONDS"] = str(self.http_timeout)
         os.environ.update(env)
-        reset_caches()
+        clear_parameter_caches()
         self._wire()
-        from i2v.service import gateway
-
-        gateway().store.put_api_key(self.api_key, self.tenant)
+        self.records.put_api_key(self.api_key, self.tenant)
         server = self._server
         self._threads.append(
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -236,7 +264,7 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self._exit.close()
-        reset_caches()  # the cached settings and clients point at what just stopped
+        clear_parameter_caches()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -249,8 +277,7 @@ class LocalStack:
         assert self.resources is not None
         rules = []
         for logical, props in self.resources.of_type("AWS::Serverless::Function"):
-            handler = load_handler(props["CodeUri"], props["Handler"])
-            self.handlers[logical] = handler
+            self.functions[logical] = Function(logical, props["CodeUri"], props["Handler"])
             for event in props.get("Events", {}).values():
                 kind, conf = event["Type"], event.get("Properties", {})
                 if kind == "Api":
@@ -270,7 +297,17 @@ class LocalStack:
         self._routes = Map(rules)
 
     def invoke(self, logical: str, event: dict[str, Any]) -> Any:
-        return self.handlers[logical](event, FakeContext(function_name=logical))
+        return self.functions[logical].invoke(event)
+
+    @property
+    def records(self) -> Records:
+        """The table's API keys and other records, as the functions see them."""
+        assert self.resources is not None
+        return Records(Table(self.resources.refs["Table"]))
+
+    def runtime(self) -> Runtime:
+        """A runtime like a function's (a new container's), for tests and tools working beside the stack."""
+        return Runtime.from_environment()
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -348,16 +385,8 @@ def schedule_event() -> dict[str, Any]:
     }
 
 
-def reset_caches() -> None:
-    """Settings and clients are cached per process (per cold start); a new stack is a new cold start."""
+def clear_parameter_caches() -> None:
+    """Powertools caches secrets per process (as per container when deployed); a new stack has new ones."""
     from aws_lambda_powertools.utilities import parameters
 
-    from i2v import media, service
-    from i2v.config import get_settings
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # also drops its clients, which point at the previous endpoint
-    get_settings.cache_clear()
-    service.gateway.cache_clear()
-    service.sqs.cache_clear()
-    service.events.cache_clear()
-    media.s3_client.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]

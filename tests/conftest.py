@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pytest_socket import socket_allow_hosts
 
+from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v_local.sim_local import LocalSimulator
-from i2v_local.stack import reset_caches
-from tests.support import ROOT, SAMPLE_KEY
+from i2v_local.stack import clear_parameter_caches
+from tests.support import ROOT, SAMPLE_KEY, containers
 
 
 @pytest.fixture(autouse=True)
@@ -54,19 +55,25 @@ def aws(
         env.setenv("I2V_LOCAL_BASE_URL", local_sim.base_url)
         env.setenv("I2V_LOCAL_API_KEY", local_sim.api_key)
         env.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-        reset_caches()
+        clear_parameter_caches()
+        containers.clear()  # handlers loaded from here on are new containers, built on this environment
         yield resources
-    reset_caches()
+    clear_parameter_caches()
+    containers.clear()
 
 
 @pytest.fixture
-def tenant(aws: LocalResources) -> str:
+def rt(aws: LocalResources) -> Runtime:
+    """A runtime on this test's resources, as a function's new container builds it."""
+    return Runtime.from_environment()
+
+
+@pytest.fixture
+def tenant(aws: LocalResources, rt: Runtime) -> str:
     """Tenant `demo` with the API key used by the sample events, and the sample image in its inputs."""
     import boto3
 
-    from i2v.service import gateway
-
-    gateway().store.put_api_key(SAMPLE_KEY, "demo")
+    rt.records.put_api_key(SAMPLE_KEY, "demo")
     image = (ROOT / "assets" / "sample.png").read_bytes()
     boto3.client("s3").put_object(Bucket=aws.refs["Bucket"], Key="inputs/demo/sample.png", Body=image)
     return "demo"

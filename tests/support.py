@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,14 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
-@cache
+containers: dict[str, Any] = {}  # function -> its loaded handler; the `aws` fixture empties it per test
+
+
 def handler(function: str) -> Any:
-    return load_handler(f"functions/{function}", "handler.lambda_handler")
+    """The function's handler in a container that lives for the test (loaded on first use, a cold start)."""
+    if function not in containers:
+        containers[function] = load_handler(f"functions/{function}", "handler.lambda_handler")
+    return containers[function]
 
 
 def invoke(function: str, event: dict[str, Any]) -> Any:

@@ -11,13 +11,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from i2v.complete import on_callback
 from i2v.models import RequestProblem
 from i2v.problems import problem_for
-from i2v.service import gateway
+from i2v.runtime import Runtime
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+rt = Runtime.from_environment()
 app = APIGatewayRestResolver()
 
 
@@ -25,8 +27,7 @@ app = APIGatewayRestResolver()
 def callback(provider: str, task_id: str) -> Response[Any]:
     token = app.current_event.get_query_string_value("token", "") or ""
     try:
-        body = (app.current_event.decoded_body or "").encode()
-        task = gateway().on_callback(provider, task_id, token, body)
+        task = on_callback(rt, provider, task_id, token, (app.current_event.decoded_body or "").encode())
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return problem_for(exc)

@@ -1,37 +1,38 @@
-"""Deliver function (SQS): POSTs each finished task's signed webhook; failures come back later, slower."""
+"""Deliver function (SQS): POSTs each ended task's signed webhook; failures come back later, slower."""
 
-import json
 from typing import Any
 
+import httpx
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v.delivery import DeliveryFailed
-from i2v.service import gateway, sqs
+from i2v.messages import DeliveryRecord
+from i2v.notify import deliver
+from i2v.runtime import Runtime
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+rt = Runtime.from_environment()
+processor = BatchProcessor(event_type=EventType.SQS, model=DeliveryRecord)
 
 
-def deliver(record: SQSRecord) -> str:
-    task_id = json.loads(record.body)["task_id"]
+def record_handler(record: DeliveryRecord) -> str:
     try:
-        outcome = gateway().deliver(task_id)
-    except DeliveryFailed:
+        outcome = deliver(rt, record.body)
+    except (DeliveryFailed, httpx.HTTPError):
         # Exponential backoff by hiding the message longer each time it comes back (the DLQ ends it).
-        tries = int(record.attributes.approximate_receive_count)
-        delay = min(gateway().settings.delivery_backoff_seconds * 2 ** (tries - 1), 900)
-        sqs().change_message_visibility(
-            QueueUrl=gateway().settings.delivery_queue_url,
-            ReceiptHandle=record.receipt_handle,
+        tries = int(record.attributes.ApproximateReceiveCount)
+        delay = min(rt.settings.delivery_backoff_seconds * 2 ** (tries - 1), 900)
+        rt.sqs.change_message_visibility(
+            QueueUrl=rt.settings.delivery_queue_url,
+            ReceiptHandle=record.receiptHandle,
             VisibilityTimeout=delay,
         )
         raise
-    logger.info("webhook", task_id=task_id, outcome=outcome)
+    logger.info("webhook", task_id=record.body.task_id, outcome=outcome)
     return outcome
 
 
@@ -39,4 +40,6 @@ def deliver(record: SQSRecord) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -4,34 +4,32 @@ S3 notifies an SQS queue (so failures retry and dead-letter); a direct S3 event 
 `sam local invoke -e events/s3_put.json` sends.
 """
 
-import json
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v.service import gateway
+from i2v.messages import UploadNotification, UploadRecord
+from i2v.runtime import Runtime
+from i2v.uploads import from_upload
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+rt = Runtime.from_environment()
+processor = BatchProcessor(event_type=EventType.SQS, model=UploadRecord)
 
 
-def on_s3_records(records: list[dict[str, Any]]) -> None:
-    for record in records:
-        s3 = record["s3"]
-        key = unquote_plus(s3["object"]["key"])  # keys in S3 events are URL-encoded
-        task = gateway().create_from_upload(s3["bucket"]["name"], key, s3["object"].get("eTag", ""))
+def on_notification(notification: UploadNotification) -> None:
+    for record in notification.Records:
+        key = record.s3.object.plain_key
+        task = from_upload(rt, record.s3.bucket.name, key, record.s3.object.eTag)
         logger.info("upload", key=key, task_id=task and task.id, status=task and task.status.value)
 
 
-def on_sqs_record(record: SQSRecord) -> None:
-    body = json.loads(record.body)
-    on_s3_records(body.get("Records", []))  # s3:TestEvent has no Records
+def record_handler(record: UploadRecord) -> None:
+    on_notification(record.body)
 
 
 @logger.inject_lambda_context
@@ -39,8 +37,8 @@ def on_sqs_record(record: SQSRecord) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("Records", [{}])[0].get("eventSource") == "aws:s3":
-        on_s3_records(event["Records"])
+        on_notification(UploadNotification.model_validate(event))
         return {"batchItemFailures": []}
     return process_partial_response(
-        event=event, record_handler=on_sqs_record, processor=processor, context=context
+        event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -1,4 +1,4 @@
-"""Sweeper function (scheduled): polls due tasks, resubmits stuck ones, times out the overdue."""
+"""Sweeper function (scheduled): polls due tasks, submits again, times out the overdue, drains outboxes."""
 
 from typing import Any
 
@@ -6,18 +6,20 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v.service import gateway
+from i2v.runtime import Runtime
+from i2v.sweep import sweep
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+rt = Runtime.from_environment()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    outcomes = gateway().poll_due()
+    outcomes = sweep(rt)
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"Swept_{outcome}", unit=MetricUnit.Count, value=count)
     logger.info("sweep done", outcomes=dict(outcomes))

@@ -9,6 +9,7 @@ import boto3
 import httpx
 import pytest
 
+from i2v.runtime import Runtime
 from i2v_local.simulator import Faults, Simulator
 from i2v_local.stack import LocalStack
 
@@ -31,6 +32,12 @@ def events_queue(stack: LocalStack) -> str:
     events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
     events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
     return str(url)
+
+
+@pytest.fixture
+def rt(stack: LocalStack) -> Runtime:
+    """A runtime like a function's, on the stack's resources (for what a test sets up or inspects)."""
+    return stack.runtime()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import httpx
 
-from i2v.service import gateway
+from i2v.runtime import Runtime
 from tests.support import load_event
 
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -35,14 +35,16 @@ def finished(api: httpx.Client, task_id: str, seconds: float = 30) -> dict[str, 
     return result
 
 
-def stored_item(task_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = gateway().store.table.get_item(Key={"pk": f"TASK#{task_id}"}, ConsistentRead=True)[
-        "Item"
-    ]
+def stored_item(rt: Runtime, task_id: str) -> dict[str, Any]:
+    item = rt.tasks.table.get(f"TASK#{task_id}")
+    assert item is not None
     return item
 
 
-def bus_events(queue_url: str, task_id: str) -> list[dict[str, Any]]:
+def bus_events(rt: Runtime, queue_url: str, task_id: str) -> list[dict[str, Any]]:
+    """Every event on the bus about a task, read once the task's after-end steps are all done (so every
+    send that will happen has happened; moto delivers bus events to the queue within put_events)."""
+    wait_for(lambda: not stored_item(rt, task_id).get("outbox") and "finished_at" in stored_item(rt, task_id))
     sqs, found = boto3.client("sqs"), []
     while True:
         got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from i2v.service import gateway
+from i2v.runtime import Runtime
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
 from tests.e2e.flows import bus_events, create, finished, stored_item, tasks_for_key, upload_event, wait_for
@@ -46,7 +46,7 @@ def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(
 
 
 def test_duplicate_callbacks_ingest_once(
-    sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack, events_queue: str
+    rt: Runtime, sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack, events_queue: str
 ) -> None:
     sim.faults.duplicate_callbacks = 5
     task = create(api, {"image_url": image_url, "resolution": "720p", "duration": 2})
@@ -61,15 +61,15 @@ def test_duplicate_callbacks_ingest_once(
         Bucket=stack.bucket, Prefix=f"outputs/{stack.tenant}/{task['id']}"
     )
     assert listed["KeyCount"] == 1
-    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["succeeded"]
+    assert [e["detail"]["status"] for e in bus_events(rt, events_queue, task["id"])] == ["succeeded"]
 
 
 def test_forged_callback_token_is_401_and_changes_nothing(
-    sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack
+    rt: Runtime, sim: Simulator, api: httpx.Client, image_url: str, stack: LocalStack
 ) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
-    before = stored_item(task["id"])
+    before = stored_item(rt, task["id"])
     forged = httpx.post(
         f"{stack.url}/v1/callbacks/local/{task['id']}",
         params={"token": "0" * 64},
@@ -79,7 +79,7 @@ def test_forged_callback_token_is_401_and_changes_nothing(
     assert forged.headers["content-type"] == "application/problem+json"
     missing = httpx.post(f"{stack.url}/v1/callbacks/local/{task['id']}", json={})
     assert missing.status_code == 401
-    assert stored_item(task["id"]) == before
+    assert stored_item(rt, task["id"]) == before
 
 
 def test_lost_callback_is_caught_by_the_sweeper(sim: Simulator, api: httpx.Client, image_url: str) -> None:
@@ -91,17 +91,17 @@ def test_lost_callback_is_caught_by_the_sweeper(sim: Simulator, api: httpx.Clien
 
 
 def test_task_past_its_deadline_is_timed_out(
-    sim: Simulator, api: httpx.Client, image_url: str, events_queue: str
+    rt: Runtime, sim: Simulator, api: httpx.Client, image_url: str, events_queue: str
 ) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
-    gateway().store.update(task["id"], deadline_at=int(time.time()) - 1)
+    rt.tasks.update(task["id"], deadline_at=int(time.time()) - 1)
     view = finished(api, task["id"])
     assert view["status"] == "timed_out"
     assert view["error"]["code"] == "timed_out"
     provider_id = view["attempts"][-1]["provider_task_id"]
+    assert [e["detail"]["status"] for e in bus_events(rt, events_queue, task["id"])] == ["timed_out"]
     assert sim.tasks[provider_id].state == "cancelled"  # we stop paying for what nobody will collect
-    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["timed_out"]
 
 
 def test_cancel_stops_the_task_once(sim: Simulator, api: httpx.Client, image_url: str) -> None:
@@ -132,11 +132,11 @@ def test_idempotency_key_replays_the_same_task_and_refuses_a_different_body(
 
 
 def test_another_tenants_task_does_not_exist_for_you(
-    sim: Simulator, stack: LocalStack, api: httpx.Client, image_url: str
+    rt: Runtime, sim: Simulator, stack: LocalStack, api: httpx.Client, image_url: str
 ) -> None:
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
-    gateway().store.put_api_key("other-tenant-key", "other")
+    rt.records.put_api_key("other-tenant-key", "other")
     other = httpx.Client(base_url=stack.url, headers={"Authorization": "Bearer other-tenant-key"})
     assert other.get(f"/v1/videos/{task['id']}").status_code == 404
     assert other.post(f"/v1/videos/{task['id']}/cancel").status_code == 404
@@ -281,9 +281,9 @@ def test_finished_task_is_delivered_as_a_signed_webhook_retried_until_accepted(
 
 
 def test_webhook_signature_does_not_verify_with_another_tenants_secret(
-    stack: LocalStack, api: httpx.Client
+    rt: Runtime, stack: LocalStack, api: httpx.Client
 ) -> None:
-    gateway().store.put_api_key("tenant-b-key", "tenant-b")
+    rt.records.put_api_key("tenant-b-key", "tenant-b")
     mine = api.get("/v1/webhooks/secret").json()["secret"]
     theirs = httpx.get(
         f"{stack.url}/v1/webhooks/secret", headers={"Authorization": "Bearer tenant-b-key"}

@@ -9,7 +9,8 @@ import boto3
 import httpx
 import pytest
 
-from i2v.service import gateway
+from i2v.runtime import Runtime
+from i2v.submit import callback_token
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
 from tests.e2e.flows import bus_events, create, finished, stored_item, wait_for
@@ -73,7 +74,7 @@ def test_progress_and_queue_state_are_shown_while_processing(
 
 
 def test_failover_on_503_uses_the_next_provider_and_never_returns(
-    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+    rt: Runtime, sims: dict[str, Simulator], api: httpx.Client, image_url: str
 ) -> None:
     first, second = sims["oxen"], sims["dashscope"]
     first.faults.fail_submits = 99
@@ -84,7 +85,7 @@ def test_failover_on_503_uses_the_next_provider_and_never_returns(
         ("oxen", "rejected"),
         ("dashscope", "accepted"),
     ]
-    retries = gateway().client.attempts
+    retries = rt.client.attempts
     assert first.submits - before_first == retries  # one submit per retry of the engine, then failover
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
@@ -160,6 +161,7 @@ def test_expired_result_url_is_fetched_again_from_the_provider(
 
 @pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
 def test_duplicate_callbacks_give_one_output_per_callback_provider(
+    rt: Runtime,
     provider: str,
     sims: dict[str, Simulator],
     stack: LocalStack,
@@ -177,27 +179,32 @@ def test_duplicate_callbacks_give_one_output_per_callback_provider(
     assert sim.downloads[view["attempts"][-1]["provider_task_id"]] == 1
     listed = boto3.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=view["output"]["key"])
     assert listed["KeyCount"] == 1
-    assert [e["detail"]["status"] for e in bus_events(events_queue, task["id"])] == ["succeeded"]
+    assert [e["detail"]["status"] for e in bus_events(rt, events_queue, task["id"])] == ["succeeded"]
 
 
 @pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
 def test_forged_callback_changes_nothing_per_callback_provider(
-    provider: str, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+    rt: Runtime,
+    provider: str,
+    sims: dict[str, Simulator],
+    stack: LocalStack,
+    api: httpx.Client,
+    image_url: str,
 ) -> None:
     sims[provider].faults.stall = True
     task = create(api, body_for(provider, image_url))
-    before = stored_item(task["id"])
+    before = stored_item(rt, task["id"])
     forged = httpx.post(
         f"{stack.url}/v1/callbacks/{provider}/{task['id']}", params={"token": "f" * 64}, json={}
     )
     assert forged.status_code == 401
-    token = gateway().callback_token(task["id"])
+    token = callback_token(rt, task["id"])
     wrong_provider = "novita" if provider != "novita" else "evolink"
     misrouted = httpx.post(
         f"{stack.url}/v1/callbacks/{wrong_provider}/{task['id']}", params={"token": token}, json={}
     )
     assert misrouted.status_code == 404
-    assert stored_item(task["id"]) == before
+    assert stored_item(rt, task["id"]) == before
 
 
 def test_named_provider_that_cannot_serve_the_request_is_a_422_saying_why(

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from i2v_local.sim_local import LocalSimulator
-from i2v_local.stack import reset_caches
-from tests.support import api_call
+from tests.support import api_call, containers
 
 # Placeholders for URLs of real files on the loopback media server (the gateway probes every input).
 IMG, LAST, CLIP, AUDIO = "{media}/sample.png", "{media}/last.png", "{media}/clip.mp4", "{media}/voice.wav"
@@ -167,7 +166,7 @@ def test_webhook_url_must_be_https_outside_the_local_stack(
     media: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("I2V_ALLOW_PRIVATE_URLS", "false")
-    reset_caches()
+    containers.clear()  # new containers read the new environment
     status, problem = api_call(
         "POST", "/v1/videos", media({"image_url": IMG, "webhook_url": "http://hooks.example/x"})
     )
@@ -179,7 +178,7 @@ def test_webhook_url_on_a_private_address_is_refused(
     media: Callable[[dict[str, Any]], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("I2V_ALLOW_PRIVATE_URLS", "false")
-    reset_caches()
+    containers.clear()  # new containers read the new environment
     status, problem = api_call(
         "POST", "/v1/videos", media({"image_url": IMG, "webhook_url": "https://10.1.2.3/hook"})
     )

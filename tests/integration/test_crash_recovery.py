@@ -9,8 +9,9 @@ from typing import Any
 
 import boto3
 
+from i2v.lifecycle import Work
 from i2v.models import Mode, Status, Task, VideoRequest
-from i2v.service import gateway
+from i2v.runtime import Runtime
 from i2v.store import new_task_id
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
@@ -46,7 +47,7 @@ def wait_rendered(sim: LocalSimulator) -> None:
 
 
 def test_task_stored_but_never_submitted_is_submitted_by_the_sweeper(
-    tenant: str, local_sim: LocalSimulator, media_server: tuple[Path, str]
+    rt: Runtime, tenant: str, local_sim: LocalSimulator, media_server: tuple[Path, str]
 ) -> None:
     # The API function died between writing the task and calling the provider.
     now = int(time.time())
@@ -62,16 +63,16 @@ def test_task_stored_but_never_submitted_is_submitted_by_the_sweeper(
         deadline_at=now + 3600,
         next_poll_at=past(),
     )
-    gateway().store.create(task)
+    rt.tasks.create(task)
     assert run_sweeper() == {"submitted": 1}
     assert local_sim.submits == 1
-    stored = gateway().store.get(task.id)
+    stored = rt.tasks.get(task.id)
     assert stored is not None
     assert stored.provider_task_id in local_sim.tasks
 
 
 def test_submit_interrupted_after_sending_is_failed_not_sent_twice(
-    tenant: str, local_sim: LocalSimulator
+    rt: Runtime, tenant: str, local_sim: LocalSimulator
 ) -> None:
     now = int(time.time())
     task = Task.model_validate(
@@ -89,9 +90,9 @@ def test_submit_interrupted_after_sending_is_failed_not_sent_twice(
             "next_poll_at": past(),
         }
     )
-    gateway().store.create(task)
+    rt.tasks.create(task)
     assert run_sweeper() == {"failed": 1}
-    stored = gateway().store.get(task.id)
+    stored = rt.tasks.get(task.id)
     assert stored is not None
     assert stored.error is not None
     assert stored.error.code == "submit_outcome_unknown"
@@ -99,22 +100,22 @@ def test_submit_interrupted_after_sending_is_failed_not_sent_twice(
 
 
 def test_ingest_that_died_mid_copy_is_redone_once_its_claim_lapses(
-    tenant: str, local_sim: LocalSimulator, aws: LocalResources
+    rt: Runtime, tenant: str, local_sim: LocalSimulator, aws: LocalResources
 ) -> None:
     local_sim.faults.drop_callbacks = True
     result = invoke("api", load_event("api_create.json"))
     assert result["statusCode"] == 202
     created = json.loads(result["body"])
     wait_rendered(local_sim)
-    gateway().store.update(created["id"], next_poll_at=past())
+    rt.tasks.update(created["id"], next_poll_at=past())
     run_sweeper()  # sees the success, queues the ingest
     # The ingest function took the claim and died before copying anything; its message is gone.
-    assert gateway().store.claim_ingest(created["id"], 600)
+    assert rt.tasks.claim(created["id"], Work.INGEST, 600)
     boto3.client("sqs").purge_queue(QueueUrl=aws.refs["IngestQueue"])
-    gateway().store.update(created["id"], ingest_lease=past(), next_poll_at=past())  # time passes
+    rt.tasks.update(created["id"], lease_ingest_until=past(), next_poll_at=past())  # time passes
     run_sweeper()
     pump_ingest(aws)
-    stored = gateway().store.get(created["id"])
+    stored = rt.tasks.get(created["id"])
     assert stored is not None
     assert stored.status is Status.SUCCEEDED
     assert stored.output is not None

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from i2v.lifecycle import Work
 from i2v.models import Status
-from i2v.service import gateway
+from i2v.runtime import Runtime
+from i2v.submit import callback_token
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from tests.support import invoke, load_event
@@ -64,12 +66,12 @@ def test_api_cancel_event_cancels(tenant: str, local_sim: LocalSimulator) -> Non
 
 
 def test_callback_event_with_the_task_token_enqueues_ingest(
-    tenant: str, local_sim: LocalSimulator, aws: LocalResources
+    rt: Runtime, tenant: str, local_sim: LocalSimulator, aws: LocalResources
 ) -> None:
     task = create_from_sample(local_sim)
     wait_rendered(local_sim, task["attempts"][-1]["provider_task_id"])
     event = with_task_id(load_event("callback.json"), task["id"])
-    event["queryStringParameters"] = {"token": gateway().callback_token(task["id"])}
+    event["queryStringParameters"] = {"token": callback_token(rt, task["id"])}
     result = invoke("callback", event)
     assert result["statusCode"] == 200
     messages = boto3.client("sqs").receive_message(QueueUrl=aws.refs["IngestQueue"], WaitTimeSeconds=1)[
@@ -84,20 +86,20 @@ def test_callback_event_with_the_sample_token_is_refused(tenant: str, local_sim:
     assert result["statusCode"] == 401
 
 
-def test_schedule_event_runs_the_sweeper(tenant: str, local_sim: LocalSimulator) -> None:
+def test_schedule_event_runs_the_sweeper(rt: Runtime, tenant: str, local_sim: LocalSimulator) -> None:
     local_sim.faults.stall = True
     task = create_from_sample(local_sim)
     past = int(time.time()) - 1
-    gateway().store.update(task["id"], deadline_at=past, next_poll_at=past)  # as it is once time has passed
+    rt.tasks.update(task["id"], deadline_at=past, next_poll_at=past)  # as it is once time has passed
     outcomes = invoke("sweeper", load_event("schedule.json"))
     assert outcomes == {"timed_out": 1}
-    stored = gateway().store.get(task["id"])
+    stored = rt.tasks.get(task["id"])
     assert stored is not None
     assert stored.status is Status.TIMED_OUT
 
 
 def test_sqs_ingest_event_copies_the_result_and_succeeds(
-    tenant: str, local_sim: LocalSimulator, aws: LocalResources
+    rt: Runtime, tenant: str, local_sim: LocalSimulator, aws: LocalResources
 ) -> None:
     task = create_from_sample(local_sim)
     provider_task_id = task["attempts"][-1]["provider_task_id"]
@@ -107,7 +109,7 @@ def test_sqs_ingest_event_copies_the_result_and_succeeds(
     body["result_url"] = local_sim.result_url(local_sim.tasks[provider_task_id])
     event["Records"][0]["body"] = json.dumps(body)
     assert invoke("ingest", event) == {"batchItemFailures": []}
-    stored = gateway().store.get(task["id"])
+    stored = rt.tasks.get(task["id"])
     assert stored is not None
     assert stored.status is Status.SUCCEEDED
     assert stored.output is not None
@@ -116,20 +118,20 @@ def test_sqs_ingest_event_copies_the_result_and_succeeds(
 
 
 def test_sqs_ingest_event_that_cannot_reach_the_result_is_retried_and_loses_nothing(
-    tenant: str, local_sim: LocalSimulator
+    rt: Runtime, tenant: str, local_sim: LocalSimulator
 ) -> None:
     task = create_from_sample(local_sim)
     event = with_task_id(load_event("sqs_ingest.json"), task["id"])  # its URL points at a closed port
     with pytest.raises(BatchProcessingError):  # every record failed: Lambda retries the batch
         invoke("ingest", event)
-    stored = gateway().store.get(task["id"])
+    stored = rt.tasks.get(task["id"])
     assert stored is not None
     assert not stored.status.terminal
-    assert gateway().store.claim_ingest(task["id"], 60)  # the failed attempt gave its claim back
+    assert rt.tasks.claim(task["id"], Work.INGEST, 60)  # the failed attempt gave its claim back
 
 
 def test_s3_put_event_creates_a_task_from_the_upload(
-    tenant: str, local_sim: LocalSimulator, aws: LocalResources
+    rt: Runtime, tenant: str, local_sim: LocalSimulator, aws: LocalResources
 ) -> None:
     local_sim.faults.stall = True
     image = (
@@ -142,7 +144,7 @@ def test_s3_put_event_creates_a_task_from_the_upload(
         Metadata={"prompt": "from metadata"},
     )
     assert invoke("s3_trigger", load_event("s3_put.json")) == {"batchItemFailures": []}
-    tasks, _ = gateway().store.list_for_tenant("demo", 10, None)
+    tasks, _ = rt.tasks.list_for_tenant("demo", 10, None)
     assert [(t.source_key, t.request.prompt) for t in tasks] == [("uploads/demo/sample.png", "from metadata")]
 
 

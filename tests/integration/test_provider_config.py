@@ -7,13 +7,15 @@ import json
 import boto3
 import pytest
 
-from i2v.config import get_settings
+from i2v.config import Settings
+from i2v.lifecycle import Work
+from i2v.models import Status
 from i2v.providers import registry
-from i2v.service import gateway
+from i2v.runtime import Runtime
+from i2v.submit import submit
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
-from i2v_local.stack import reset_caches
-from tests.support import api_call
+from tests.support import api_call, containers
 
 
 def test_keys_come_from_the_secrets_manager_json_when_deployed(
@@ -22,8 +24,8 @@ def test_keys_come_from_the_secrets_manager_json_when_deployed(
     boto3.client("secretsmanager").put_secret_value(
         SecretId=aws.refs["ProviderKeysSecret"], SecretString=json.dumps({"oxen": "oxen-key", "evolink": ""})
     )
-    reset_caches()
-    providers = registry.configured(get_settings())
+    containers.clear()  # new containers read the new environment
+    providers = registry.configured(Settings())  # type: ignore[call-arg]
     assert providers["oxen"].base_url == "https://hub.oxen.ai"  # type: ignore[attr-defined]
     assert providers["oxen"].api_key == "oxen-key"  # type: ignore[attr-defined]
     assert "evolink" not in providers  # an empty key is no key
@@ -35,8 +37,8 @@ def test_base_url_setting_selects_another_host_or_region(
 ) -> None:
     monkeypatch.setenv("I2V_DASHSCOPE_API_KEY", "sk-test")
     monkeypatch.setenv("I2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com")
-    reset_caches()
-    provider = registry.configured(get_settings())["dashscope"]
+    containers.clear()  # new containers read the new environment
+    provider = registry.configured(Settings())["dashscope"]  # type: ignore[call-arg]
     assert provider.status("t-1").url == "https://dashscope.aliyuncs.com/api/v1/tasks/t-1"
 
 
@@ -57,14 +59,18 @@ def test_provider_keys_never_reach_the_logs(
 ) -> None:
     secret = local_sim.api_key = "sk-never-log-this-0123456789"
     monkeypatch.setenv("I2V_LOCAL_API_KEY", secret)
-    reset_caches()
+    containers.clear()  # new containers read the new environment
     local_sim.faults.fail_submits = 99  # warnings with provider errors get logged
     body = {"image_url": f"{media_server[1]}/sample.png"}
     status, task = api_call("POST", "/v1/videos", body)
     assert status == 202
     assert task["status"] == "accepted"  # the provider was down: kept for the sweeper
     local_sim.faults.fail_submits = 0
-    gateway().submit(gateway().store.get(task["id"]))  # type: ignore[arg-type]
+    rt = Runtime.from_environment()  # a container that reads the new key
+    claim = rt.tasks.claim(task["id"], Work.SUBMIT, 60, {Status.ACCEPTED})
+    assert claim is not None
+    assert claim.task is not None
+    submit(rt, claim.task, claim)
     logged = [str(record.__dict__) for record in caplog.records]  # message and every structured field
     assert any("provider refused submit" in line for line in logged)  # something was logged about it...
     assert not [line for line in logged if secret in line]  # ...and the key was not part of it

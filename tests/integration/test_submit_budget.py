@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from i2v.models import Status
-from i2v.service import gateway
+from i2v.create import create
+from i2v.models import Status, VideoRequest
+from i2v.runtime import Runtime
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.sim_oxen import OxenSimulator
-from i2v_local.stack import reset_caches
-from tests.support import api_call
+from tests.support import containers
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def oxen(tenant: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[OxenSimulator
     with OxenSimulator() as sim:
         monkeypatch.setenv("I2V_OXEN_BASE_URL", sim.base_url)
         monkeypatch.setenv("I2V_OXEN_API_KEY", sim.api_key)
-        reset_caches()
+        containers.clear()  # new containers read the new environment
         yield sim  # type: ignore[misc]
 
 
@@ -36,17 +37,16 @@ class SlowClock:
 
 
 def test_slow_failing_first_provider_leaves_the_next_one_to_the_sweeper(
-    local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
+    rt: Runtime, local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
 ) -> None:
     local_sim.faults.fail_submits = 99
-    gateway().clock = SlowClock(gateway().clock())
-    status, task = api_call(
-        "POST", "/v1/videos", {"image_url": f"{media_server[1]}/sample.png", "provider": ["local", "oxen"]}
-    )
-    assert status == 202
-    assert task["status"] == Status.ACCEPTED.value
-    assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [("local", "rejected")]
+    slow = Runtime.from_environment()
+    slow.clock = SlowClock(time.time())
+    req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider=["local", "oxen"])
+    task, _ = create(slow, "demo", req)
+    assert task.status is Status.ACCEPTED
+    assert [(a.provider, a.outcome) for a in task.attempts] == [("local", "rejected")]
     assert oxen.submits == 0  # not tried within the call...
-    stored = gateway().store.get(task["id"])
+    stored = rt.tasks.get(task.id)
     assert stored is not None
     assert stored.next_poll_at is not None  # ...but due for the sweeper, which will

@@ -1,11 +1,17 @@
-"""TaskStore on DynamoDB (moto, table from template.yaml): conditional transitions, queries, idempotency."""
+"""TaskStore on DynamoDB (moto, table from template.yaml): the lifecycle's moves as conditional writes,
+leases, the outbox, queries and idempotency."""
 
 from __future__ import annotations
 
 import pytest
 
-from i2v.models import IN_FLIGHT, TERMINAL, Mode, RequestProblem, Status, Task, VideoRequest
-from i2v.store import IdempotencyConflict, TaskStore, new_task_id
+from i2v import lifecycle
+from i2v.dynamo import Table
+from i2v.lifecycle import Step, Work
+from i2v.models import TERMINAL, Mode, RequestProblem, Status, Task, VideoRequest
+from i2v.providers.base import ProviderState
+from i2v.records import Records
+from i2v.store import Claim, IdempotencyConflict, TaskStore, new_task_id
 from i2v_local.aws import LocalResources
 
 
@@ -24,7 +30,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(aws: LocalResources, clock: Clock) -> TaskStore:
-    return TaskStore(aws.refs["Table"], clock=clock)
+    return TaskStore(Table(aws.refs["Table"]), clock=clock)
 
 
 def make_task(clock: Clock, tenant: str = "acme", next_poll_in: int = 15, **changes: object) -> Task:
@@ -44,54 +50,152 @@ def make_task(clock: Clock, tenant: str = "acme", next_poll_in: int = 15, **chan
     return Task.model_validate(fields)
 
 
-def test_terminal_state_never_changes(store: TaskStore, clock: Clock) -> None:
+def at(store: TaskStore, clock: Clock, status: Status) -> Task:
+    """A stored task in `status` (a terminal one reached the way the lifecycle allows)."""
+    start = {Status.SUCCEEDED: Status.SUBMITTED}.get(status, Status.ACCEPTED if status.terminal else status)
+    task, _ = store.create(make_task(clock, status=start))
+    if status is Status.SUCCEEDED:
+        claim = store.claim(task.id, Work.INGEST, 60)
+        assert claim is not None
+        assert store.transition(task.id, Status.SUCCEEDED, holding=claim) is not None
+    elif status.terminal:
+        assert store.transition(task.id, status) is not None
+    return task
+
+
+MOVES = [(frm, to) for frm in Status for to in Status if to is not Status.ACCEPTED]
+
+
+@pytest.mark.parametrize(("frm", "to"), MOVES, ids=[f"{a.value}->{b.value}" for a, b in MOVES])
+def test_every_move_in_the_table_succeeds_and_every_other_is_refused(
+    store: TaskStore, clock: Clock, frm: Status, to: Status
+) -> None:
+    task = at(store, clock, frm)
+    holding = None
+    if to is Status.SUCCEEDED and frm in (Status.SUBMITTED, Status.PROCESSING):
+        holding = store.claim(task.id, Work.INGEST, 60)
+    elif to is Status.SUCCEEDED:  # no ingest can hold a lease on a task that is not at a provider
+        assert store.claim(task.id, Work.INGEST, 60, {Status.SUBMITTED, Status.PROCESSING}) is None
+        holding = Claim(task.id, Work.INGEST, "nobody", 0)
+    moved = store.transition(task.id, to, holding=holding)
+    stored = store.get(task.id)
+    assert stored is not None
+    if lifecycle.allowed(frm, to):
+        assert moved is not None
+        assert stored.status is to
+    else:
+        assert moved is None
+        assert stored.status is frm
+
+
+def test_the_table_has_no_backward_move_and_no_way_out_of_an_end() -> None:
+    order = list(Status)[:3]  # accepted, submitted, processing
+    for frm, to in MOVES:
+        if lifecycle.allowed(frm, to):
+            assert frm in order
+            assert to.terminal or order.index(to) > order.index(frm)
+    assert lifecycle.reported(Status.PROCESSING, ProviderState.QUEUED) is None
+    assert lifecycle.reported(Status.SUBMITTED, ProviderState.PROCESSING) is Status.PROCESSING
+
+
+def test_nothing_moves_a_task_back_to_accepted(store: TaskStore, clock: Clock) -> None:
     task, _ = store.create(make_task(clock))
-    assert store.transition(task.id, Status.SUCCEEDED, expect=IN_FLIGHT) is not None
-    for other in TERMINAL | IN_FLIGHT:
-        assert store.transition(task.id, other, expect=IN_FLIGHT) is None
+    with pytest.raises(ValueError, match="nothing moves to accepted"):
+        store.transition(task.id, Status.ACCEPTED)
+
+
+def test_terminal_state_never_changes_nor_its_fields(store: TaskStore, clock: Clock) -> None:
+    task = at(store, clock, Status.FAILED)
     assert store.update(task.id, progress=5) is None
     stored = store.get(task.id)
     assert stored is not None
-    assert stored.status is Status.SUCCEEDED
+    assert stored.status is Status.FAILED
+    assert stored.progress == 0
 
 
 def test_first_terminal_write_wins(store: TaskStore, clock: Clock) -> None:
     task, _ = store.create(make_task(clock))
-    first = store.transition(task.id, Status.CANCELLED, expect=IN_FLIGHT)
-    second = store.transition(task.id, Status.SUCCEEDED, expect=IN_FLIGHT)
+    first = store.transition(task.id, Status.CANCELLED)
+    second = store.transition(task.id, Status.FAILED)
     assert first is not None
     assert first.status is Status.CANCELLED
     assert second is None
 
 
-def test_transition_from_a_terminal_expectation_is_refused(store: TaskStore, clock: Clock) -> None:
+def test_while_an_ingest_holds_its_lease_only_it_can_end_the_task(store: TaskStore, clock: Clock) -> None:
     task, _ = store.create(make_task(clock))
-    with pytest.raises(ValueError, match="terminal"):
-        store.transition(task.id, Status.FAILED, expect=[Status.SUCCEEDED])
+    ingest = store.claim(task.id, Work.INGEST, 60)
+    assert ingest is not None
+    assert store.transition(task.id, Status.CANCELLED) is None
+    assert store.transition(task.id, Status.TIMED_OUT) is None
+    impostor = Claim(task.id, Work.INGEST, "someone-else", ingest.until)
+    assert store.transition(task.id, Status.SUCCEEDED, holding=impostor) is None
+    done = store.transition(task.id, Status.SUCCEEDED, holding=ingest)
+    assert done is not None
+    assert done.status is Status.SUCCEEDED
+
+
+def test_a_lapsed_ingest_lease_no_longer_blocks_a_cancel(store: TaskStore, clock: Clock) -> None:
+    task, _ = store.create(make_task(clock))
+    ingest = store.claim(task.id, Work.INGEST, 60)
+    clock.now += 61
+    cancelled = store.transition(task.id, Status.CANCELLED)
+    assert cancelled is not None
+    assert cancelled.ingest_started  # its end checks for a stray output
+    assert ingest is not None
+    assert store.transition(task.id, Status.SUCCEEDED, holding=ingest) is None
+
+
+def test_a_terminal_write_records_its_outbox_and_stays_due_until_it_is_done(
+    store: TaskStore, clock: Clock
+) -> None:
+    task, _ = store.create(make_task(clock, next_poll_in=600))
+    ended = store.transition(task.id, Status.CANCELLED)
+    assert ended is not None
+    assert ended.outbox == [s.value for s in lifecycle.steps_after(Status.CANCELLED)]
+    assert set(store.due()) == {task.id}
+    claim = store.claim(task.id, Work.FINISH, 60, TERMINAL)
+    assert claim is not None
+    assert store.claim(task.id, Work.FINISH, 60, TERMINAL) is None  # one finisher at a time
+    assert store.finished_step(claim, [Step.NOTIFY]) is not None
+    assert set(store.due()) == {task.id}
+    assert store.finished_step(claim, []) is not None
+    assert set(store.due()) == set()
+    item = store.table.get(f"TASK#{task.id}")
+    assert item is not None
+    assert {"due_pk", "next_poll_at", "outbox"}.isdisjoint(item)
+    assert item["finished_at"] == int(clock())
+
+
+def test_a_due_claim_gives_each_sweep_a_different_share(store: TaskStore, clock: Clock) -> None:
+    task, _ = store.create(make_task(clock, next_poll_in=-1))
+    first = store.claim(task.id, Work.POLL, 150, due=True)
+    assert first is not None
+    assert store.claim(task.id, Work.POLL, 150, due=True) is None
+    assert task.id not in set(store.due())
+    assert store.release(first) is not None
+    assert store.release(first) is None  # not ours any more
 
 
 def test_due_query_returns_only_in_flight_tasks_whose_time_has_come(store: TaskStore, clock: Clock) -> None:
     due, _ = store.create(make_task(clock, next_poll_in=-5))
     later, _ = store.create(make_task(clock, next_poll_in=600))
     finished, _ = store.create(make_task(clock, next_poll_in=-5))
-    store.transition(finished.id, Status.FAILED, expect=IN_FLIGHT)
+    ended = store.transition(finished.id, Status.FAILED)
+    assert ended is not None
+    store.update(finished.id, TERMINAL, outbox=[])  # its after-end steps are done
+    store.table.resource.update_item(
+        Key={"pk": f"TASK#{finished.id}"}, UpdateExpression="REMOVE due_pk, due_sk"
+    )
     assert set(store.due()) == {due.id}
     clock.now += 601
     assert set(store.due()) == {due.id, later.id}
 
 
-def test_terminal_task_leaves_the_due_index(store: TaskStore, clock: Clock, aws: LocalResources) -> None:
-    task, _ = store.create(make_task(clock))
-    store.transition(task.id, Status.TIMED_OUT, expect=IN_FLIGHT)
-    item = store.table.get_item(Key={"pk": f"TASK#{task.id}"})["Item"]
-    assert "due_pk" not in item
-    assert "next_poll_at" not in item
-    assert item["finished_at"] == int(clock())
-
-
 def test_every_in_flight_task_has_a_deadline_and_ttl(store: TaskStore, clock: Clock) -> None:
     task, _ = store.create(make_task(clock))
-    item = store.table.get_item(Key={"pk": f"TASK#{task.id}"})["Item"]
+    item = store.table.get(f"TASK#{task.id}")
+    assert item is not None
     assert item["deadline_at"] == int(clock()) + 3600
     assert item["expires_at"] > item["deadline_at"]
     assert item["due_pk"].startswith("DUE#")
@@ -138,15 +242,16 @@ def test_same_idempotency_key_with_another_body_conflicts(store: TaskStore, cloc
 
 def test_ingest_claim_is_taken_once_until_its_lease_ends(store: TaskStore, clock: Clock) -> None:
     task, _ = store.create(make_task(clock))
-    assert store.claim_ingest(task.id, 60)
-    assert not store.claim_ingest(task.id, 60)
+    assert store.claim(task.id, Work.INGEST, 60)
+    assert not store.claim(task.id, Work.INGEST, 60)
     clock.now += 61
-    assert store.claim_ingest(task.id, 60)
+    assert store.claim(task.id, Work.INGEST, 60)
 
 
 def test_api_keys_are_stored_hashed(store: TaskStore) -> None:
-    store.put_api_key("secret-key-value", "acme")
-    assert store.tenant_for_key("secret-key-value") == "acme"
-    assert store.tenant_for_key("other") is None
-    items = store.table.scan()["Items"]
+    records = Records(store.table)
+    records.put_api_key("secret-key-value", "acme")
+    assert records.tenant_for_key("secret-key-value") == "acme"
+    assert records.tenant_for_key("other") is None
+    items = store.table.resource.scan()["Items"]
     assert all("secret-key-value" not in str(item) for item in items)

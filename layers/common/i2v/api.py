@@ -1,13 +1,12 @@
-"""The HTTP API: routes, auth and RFC 9457 problem bodies over the Gateway use cases.
+"""The HTTP API: routes, auth and RFC 9457 problem bodies over the use cases.
 
 Powertools validates bodies and parameters from the pydantic models and publishes the same models as the
-OpenAPI document, so the docs and the checks cannot disagree.
+OpenAPI document, so the docs and the checks cannot disagree. `create_app` makes one resolver per container:
+a resolver holds the event it is resolving, so each concurrent invocation needs its own.
 """
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -17,9 +16,8 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, Field
 
-from i2v.config import get_settings
+from i2v import cancel, create, uploads
 from i2v.delivery import tenant_secret
-from i2v.media import presign_put
 from i2v.models import (
     FieldError,
     ProviderHealth,
@@ -31,112 +29,14 @@ from i2v.models import (
     VideoRequest,
 )
 from i2v.problems import problem, problem_for
-from i2v.service import gateway
+from i2v.runtime import Runtime
+from i2v.views import view
 
 logger = Logger(child=True)
-
-app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(
-    path="/docs",
-    title="i2v-gateway",
-    version="1",
-    description="One API over every host of the Wan 2.7 image-to-video model.",
-    security_schemes={"bearer": HTTPBearer()},
-    security=[{"bearer": []}],
-)
-
-
-@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
-def _invalid(exc: RequestValidationError) -> Response[Any]:
-    errors = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
-        errors.append(
-            FieldError(field=".".join(loc) or "body", message=str(err.get("msg", err.get("type", "invalid"))))
-        )
-    # RequestProblem writes the detail from the errors, as for every other 422.
-    return problem_for(RequestProblem(422, "Request validation failed", errors))
-
-
-@app.exception_handler(RequestProblem)  # type: ignore[untyped-decorator]
-def _problem(exc: RequestProblem) -> Response[Any]:
-    return problem_for(exc)
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response[Any]:
-    return problem(404, "Not found", f"no route {app.current_event.http_method} {app.current_event.path}")
-
-
-def tenant() -> str:
-    """The tenant of the bearer key; keys are stored only as hashes."""
-    header = (
-        app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
-    )
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise RequestProblem(401, "Missing API key", detail="send Authorization: Bearer <api key>")
-    found = gateway().store.tenant_for_key(key.strip())
-    if found is None:
-        raise RequestProblem(401, "Invalid API key")
-    return found
-
-
-def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
-    # The model itself, not its JSON: powertools validates it against the route's response type.
-    return Response(status_code=status, content_type="application/json", body=model)
-
-
-@app.post("/v1/videos", summary="Animate an image", responses={202: {"description": "Task accepted"}})
-def create_video(
-    request: VideoRequest,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> Response[TaskView]:
-    who = tenant()
-    task, created = gateway().create_task(who, request, idempotency_key=idempotency_key)
-    logger.info("task created" if created else "idempotent replay", task_id=task.id, status=task.status.value)
-    return accepted(gateway().view(task), 202)
-
-
-@app.get("/v1/videos/<task_id>", summary="A task, with a fresh output URL once succeeded")
-def get_video(task_id: str) -> Response[TaskView]:
-    return accepted(gateway().view(gateway().get_for_tenant(tenant(), task_id), with_webhook=True))
-
-
-@app.get("/v1/videos", summary="Your tasks, newest first")
-def list_videos(
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> Response[TaskPage]:
-    tasks, next_cursor = gateway().store.list_for_tenant(tenant(), limit, cursor)
-    return accepted(TaskPage(items=[gateway().view(t) for t in tasks], next_cursor=next_cursor))
-
-
-@app.post("/v1/videos/<task_id>/cancel", summary="Cancel a task that has not finished")
-def cancel_video(task_id: str) -> Response[TaskView]:
-    return accepted(gateway().view(gateway().cancel(tenant(), task_id)))
-
-
-@app.post("/v1/uploads", summary="A presigned PUT for a local file, and the URL to use it by")
-def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
-    who = tenant()
-    settings = get_settings()
-    key = f"inputs/{who}/{datetime.now(UTC):%Y%m%d}/{secrets.token_hex(8)}-{upload.filename}"
-    put_url, expires_at = presign_put(
-        settings.bucket_name, key, upload.content_type, settings.presign_seconds
-    )
-    ticket = UploadTicket(url=f"s3://{settings.bucket_name}/{key}", put_url=put_url, expires_at=expires_at)
-    return accepted(ticket, 201)
 
 
 class WebhookSecret(BaseModel):
     secret: str = Field(description="Verify webhook-signature with it (Standard Webhooks, whsec_ form)")
-
-
-@app.get("/v1/webhooks/secret", summary="Your secret for verifying webhook signatures")
-def webhook_secret() -> Response[WebhookSecret]:
-    who = tenant()
-    return accepted(WebhookSecret(secret=tenant_secret(get_settings().secret("webhook_secret"), who)))
 
 
 class ProviderInfo(BaseModel):
@@ -151,32 +51,109 @@ class ProviderInfo(BaseModel):
     health: ProviderHealth
 
 
-@app.get("/v1/providers", summary="Configured providers, what each can do, and how each is doing")
-def list_providers() -> list[ProviderInfo]:
-    tenant()
-    providers = gateway().providers
-    health = gateway().store.provider_health(providers)
-    now = gateway().now()
-    return [
-        ProviderInfo(
-            name=name,
-            modes=sorted(m.value for m in p.capabilities.modes),
-            durations=sorted(p.capabilities.durations),
-            resolutions=sorted(p.capabilities.resolutions),
-            audio=p.capabilities.audio,
-            callback=p.capabilities.callback,
-            cancel=p.capabilities.cancel,
-            status="degraded" if health[name].degraded(now) else "ok",
-            health=health[name],
-        )
-        for name, p in providers.items()
-    ]
+def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
+    # The model itself, not its JSON: powertools validates it against the route's response type.
+    return Response(status_code=status, content_type="application/json", body=model)
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi() -> Response[Any]:
-    return Response(
-        status_code=200,
-        content_type="application/json",
-        body=app.get_openapi_json_schema(title="i2v-gateway", version="1"),
+def validation_problem(exc: RequestValidationError) -> Response[Any]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
+        message = str(err.get("msg", err.get("type", "invalid")))
+        errors.append(FieldError(field=".".join(loc) or "body", message=message))
+    # RequestProblem writes the detail from the errors, as for every other 422.
+    return problem_for(RequestProblem(422, "Request validation failed", errors))
+
+
+def create_app(rt: Runtime) -> APIGatewayRestResolver:
+    """The API's resolver, its routes working on `rt`."""
+    app = APIGatewayRestResolver(enable_validation=True)
+    app.enable_swagger(
+        path="/docs",
+        title="i2v-gateway",
+        version="1",
+        description="One API over every host of the Wan 2.7 image-to-video model.",
+        security_schemes={"bearer": HTTPBearer()},
+        security=[{"bearer": []}],
     )
+    app.exception_handler(RequestValidationError)(validation_problem)
+    app.exception_handler(RequestProblem)(problem_for)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response[Any]:
+        event = app.current_event
+        return problem(404, "Not found", f"no route {event.http_method} {event.path}")
+
+    def tenant() -> str:
+        """The tenant of the bearer key; keys are stored only as hashes."""
+        headers = app.current_event.headers
+        scheme, _, key = (headers.get("Authorization") or headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise RequestProblem(401, "Missing API key", detail="send Authorization: Bearer <api key>")
+        found = rt.records.tenant_for_key(key.strip())
+        if found is None:
+            raise RequestProblem(401, "Invalid API key")
+        return found
+
+    @app.post("/v1/videos", summary="Animate an image", responses={202: {"description": "Task accepted"}})
+    def create_video(
+        request: VideoRequest,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> Response[TaskView]:
+        task, created = create.create(rt, tenant(), request, idempotency_key=idempotency_key)
+        logger.info(
+            "task created" if created else "idempotent replay", task_id=task.id, status=task.status.value
+        )
+        return accepted(view(rt, task), 202)
+
+    @app.get("/v1/videos/<task_id>", summary="A task, with a fresh output URL once succeeded")
+    def get_video(task_id: str) -> Response[TaskView]:
+        return accepted(view(rt, cancel.task_for_tenant(rt, tenant(), task_id), with_webhook=True))
+
+    @app.get("/v1/videos", summary="Your tasks, newest first")
+    def list_videos(
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> Response[TaskPage]:
+        tasks, next_cursor = rt.tasks.list_for_tenant(tenant(), limit, cursor)
+        return accepted(TaskPage(items=[view(rt, t) for t in tasks], next_cursor=next_cursor))
+
+    @app.post("/v1/videos/<task_id>/cancel", summary="Cancel a task that has not finished")
+    def cancel_video(task_id: str) -> Response[TaskView]:
+        return accepted(view(rt, cancel.cancel(rt, tenant(), task_id)))
+
+    @app.post("/v1/uploads", summary="A presigned PUT for a local file, and the URL to use it by")
+    def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
+        return accepted(uploads.ticket(rt, tenant(), upload), 201)
+
+    @app.get("/v1/webhooks/secret", summary="Your secret for verifying webhook signatures")
+    def webhook_secret() -> Response[WebhookSecret]:
+        secret = tenant_secret(rt.settings.secret("webhook_secret"), tenant())
+        return accepted(WebhookSecret(secret=secret))
+
+    @app.get("/v1/providers", summary="Configured providers, what each can do, and how each is doing")
+    def list_providers() -> list[ProviderInfo]:
+        tenant()
+        health = rt.records.provider_health(rt.providers)
+        return [
+            ProviderInfo(
+                name=name,
+                modes=sorted(m.value for m in p.capabilities.modes),
+                durations=sorted(p.capabilities.durations),
+                resolutions=sorted(p.capabilities.resolutions),
+                audio=p.capabilities.audio,
+                callback=p.capabilities.callback,
+                cancel=p.capabilities.cancel,
+                status="degraded" if health[name].degraded(rt.now()) else "ok",
+                health=health[name],
+            )
+            for name, p in rt.providers.items()
+        ]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> Response[Any]:
+        schema = app.get_openapi_json_schema(title="i2v-gateway", version="1")
+        return Response(status_code=200, content_type="application/json", body=schema)
+
+    return app

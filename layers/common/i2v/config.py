@@ -7,7 +7,6 @@ environment variables set by the embedded stack.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -77,8 +76,3 @@ class Settings(BaseSettings):
     def provider_setting(self, provider: str, what: str) -> str:
         """I2V_<PROVIDER>_<WHAT>, read from the environment so adding a provider needs no field here."""
         return os.environ.get(f"I2V_{provider.upper()}_{what.upper()}", "")
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  # required fields come from the environment

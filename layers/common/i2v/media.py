@@ -6,15 +6,12 @@ import hashlib
 import ipaddress
 import socket
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
 import httpx
-from botocore.config import Config
 
-from i2v.models import Output, RequestProblem
+from i2v.models import Output
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -93,38 +90,26 @@ def guarded_client(allow_private: bool, timeout: float = 30.0) -> httpx.Client:
     )
 
 
-@lru_cache(maxsize=1)
-def s3_client() -> S3Client:
-    return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-
-
-def presign_get(bucket: str, key: str, seconds: int) -> tuple[str, str]:
+def presign_get(s3: S3Client, bucket: str, key: str, seconds: int) -> tuple[str, str]:
     """(URL, ISO expiry) for a short-lived GET of our own object."""
-    return _presign("get_object", {"Bucket": bucket, "Key": key}, seconds)
+    return _presign(s3, "get_object", {"Bucket": bucket, "Key": key}, seconds)
 
 
-def presign_put(bucket: str, key: str, content_type: str, seconds: int) -> tuple[str, str]:
+def presign_put(s3: S3Client, bucket: str, key: str, content_type: str, seconds: int) -> tuple[str, str]:
     """(URL, ISO expiry) for a short-lived PUT of one file with this Content-Type."""
-    return _presign("put_object", {"Bucket": bucket, "Key": key, "ContentType": content_type}, seconds)
+    return _presign(s3, "put_object", {"Bucket": bucket, "Key": key, "ContentType": content_type}, seconds)
 
 
-def _presign(operation: str, params: dict[str, str], seconds: int) -> tuple[str, str]:
-    url = s3_client().generate_presigned_url(operation, Params=params, ExpiresIn=seconds)
+def _presign(s3: S3Client, operation: str, params: dict[str, str], seconds: int) -> tuple[str, str]:
+    url = s3.generate_presigned_url(operation, Params=params, ExpiresIn=seconds)
     return url, (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
-def parse_s3_url(url: str, bucket: str) -> str:
-    """The key of an s3:// URL that points into our bucket; anything else is a 422."""
-    parts = urlsplit(url)
-    if parts.netloc != bucket or not parts.path.strip("/"):
-        raise RequestProblem.invalid("url", f"s3 URLs must point into this gateway's bucket ({bucket})")
-    return parts.path.lstrip("/")
-
-
-def stream_to_s3(client: httpx.Client, url: str, bucket: str, key: str) -> Output:
+def stream_to_s3(
+    client: httpx.Client, s3: S3Client, url: str, bucket: str, key: str, metadata: dict[str, str]
+) -> Output:
     """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time."""
-    s3 = s3_client()
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata)
     upload_id = upload["UploadId"]
     digest = hashlib.sha256()
     parts: list[CompletedPartTypeDef] = []

@@ -5,6 +5,7 @@ Every limit of Wan 2.7 that can be checked without fetching the media lives here
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,34 @@ MAX_SEED = 2_147_483_647
 MAX_URL = 2048
 MAX_METADATA_KEYS = 16
 MAX_METADATA_VALUE = 512
+
+Kind = Literal["image", "video", "audio"]
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What the model accepts of one kind of input medium (probed before any provider is paid)."""
+
+    noun: str
+    formats: tuple[str, ...]
+    max_mb: int
+    sides: tuple[int, int] | None = None
+    seconds: tuple[int, int] | None = None
+    max_aspect: int = 8
+
+
+MEDIA_LIMITS: dict[Kind, MediaLimits] = {
+    "image": MediaLimits("image", ("jpeg", "png", "bmp", "webp"), 20, sides=(240, 8000)),
+    "video": MediaLimits("clip", ("mp4", "mov"), 100, sides=(240, 4096), seconds=(2, 10)),
+    "audio": MediaLimits("audio", ("wav", "mp3"), 15, seconds=(2, 30)),
+}
+# Which request field holds which kind of medium.
+MEDIA_FIELDS: dict[str, Kind] = {
+    "image_url": "image",
+    "last_frame_url": "image",
+    "video_url": "video",
+    "audio_url": "audio",
+}
 
 
 class Status(StrEnum):
@@ -222,6 +251,8 @@ class Task(BaseModel):
     deadline_at: int
     next_poll_at: int | None = None
     finished_at: int | None = None
+    ingest_started: bool = False  # an ingest claimed the task once: a stray output may need discarding
+    outbox: list[str] = Field(default_factory=list)  # steps still owed after the end (i2v.lifecycle.Step)
     version: int = 0
 
 

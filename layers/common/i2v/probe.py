@@ -10,14 +10,14 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import httpx
 
+from i2v.models import MEDIA_LIMITS, Kind
+
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
-
-Kind = Literal["image", "video", "audio"]
 
 _CHUNK = 64 * 1024  # read-ahead per range request: most headers fit in one, and requests cost more than bytes
 _MB = 1024 * 1024
@@ -54,28 +54,11 @@ def probe(client: httpx.Client, url: str, kind: Kind, *, max_read: int = 4 * 102
         raise ProbeError(f"could not fetch the file: {exc or type(exc).__name__}") from exc
 
 
-@dataclass(frozen=True)
-class _Limits:
-    noun: str
-    formats: tuple[str, ...]
-    max_mb: int
-    sides: tuple[int, int] | None = None
-    seconds: tuple[int, int] | None = None
-    max_aspect: int = 8
-
-
-_LIMITS: dict[Kind, _Limits] = {
-    "image": _Limits("image", ("jpeg", "png", "bmp", "webp"), 20, sides=(240, 8000)),
-    "video": _Limits("clip", ("mp4", "mov"), 100, sides=(240, 4096), seconds=(2, 10)),
-    "audio": _Limits("audio", ("wav", "mp3"), 15, seconds=(2, 30)),
-}
-
-
 def limit_violations(info: MediaInfo, *, forbid_alpha: bool = False) -> list[str]:
     """Human messages for every limit the media breaks, each naming the limit, e.g.
     'image is 200x300 px; each side must be 240-8000 px', 'clip is 12.0 s; it must be 2-10 s'.
     Empty if fine."""
-    limits = _LIMITS[info.kind]
+    limits = MEDIA_LIMITS[info.kind]
     noun = limits.noun
     problems: list[str] = []
     if info.format not in limits.formats:

@@ -1,7 +1,9 @@
-"""TaskStore: tasks, idempotency records and API keys in one DynamoDB table.
+"""TaskStore: tasks in DynamoDB, every change a conditional write.
 
-Every status change is a conditional write: terminal states never change and the first terminal write
-wins. In-flight tasks carry `next_poll_at` in a sparse index, so the sweeper's "what is due" is a query.
+A status changes only through `transition`, on the moves `i2v.lifecycle` allows. Work done once per task is
+claimed first with `claim` (a lease: an owner and an expiry on the task item). A terminal write records the
+steps still owed (the outbox) in the same write, and keeps the task in the due index until they are done.
+In-flight tasks carry `next_poll_at` in a sparse index, so the sweeper's "what is due" is a query.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ import binascii
 import hashlib
 import json
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from i2v.models import IN_FLIGHT, TERMINAL, ProviderHealth, RequestProblem, Status, Task, WebhookDelivery
+from i2v import lifecycle
+from i2v.dynamo import Table, dynamo_value, plain
+from i2v.lifecycle import Step, Work
+from i2v.models import IN_FLIGHT, TERMINAL, RequestProblem, Status, Task
 
 BY_TENANT = "by_tenant"
 BY_DUE = "by_due"
@@ -33,10 +35,6 @@ def new_task_id(now: float | None = None) -> str:
     return f"vid_{ms:012x}{secrets.token_hex(5)}"
 
 
-def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
-
-
 class IdempotencyConflict(RequestProblem):
     def __init__(self) -> None:
         super().__init__(
@@ -46,38 +44,34 @@ class IdempotencyConflict(RequestProblem):
         )
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; ours are all integers."""
-    if isinstance(value, Decimal):
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class Claim:
+    """A held lease: `owner` is what the conditional writes of its holder check."""
+
+    task_id: str
+    work: Work
+    owner: str
+    until: int
+    task: Task | None = None  # the task as the claim left it
+
+
+def _lease(work: Work) -> tuple[str, str]:
+    return f"lease_{work.value}", f"lease_{work.value}_until"
 
 
 @dataclass
 class TaskStore:
-    table_name: str
+    table: Table
     due_shards: int = 4
     ttl_days: int = 30
     clock: Callable[[], float] = time.time
 
-    def __post_init__(self) -> None:
-        self._local = threading.local()
-
-    @property
-    def table(self) -> Any:
-        # boto3 resources are not thread-safe (the sweeper polls from a pool): one per thread.
-        table = getattr(self._local, "table", None)
-        if table is None:
-            table = self._local.table = boto3.resource("dynamodb").Table(self.table_name)
-        return table
+    def now(self) -> int:
+        return int(self.clock())
 
     # -- keys -------------------------------------------------------------------------------------
     @staticmethod
-    def _task_pk(task_id: str) -> str:
+    def _pk(task_id: str) -> str:
         return f"TASK#{task_id}"
 
     def _shard(self, task_id: str) -> str:
@@ -93,39 +87,37 @@ class TaskStore:
     def _item(self, task: Task) -> dict[str, Any]:
         item: dict[str, Any] = task.model_dump(mode="json", exclude_none=True)
         item.update(
-            pk=self._task_pk(task.id),
+            pk=self._pk(task.id),
             tenant_pk=f"TENANT#{task.tenant}",
             tenant_sk=task.id,  # ids sort by creation time (milliseconds), so this lists newest first
             expires_at=task.created_at + self.ttl_days * 86400,
         )
-        if task.next_poll_at is not None and task.status in IN_FLIGHT:
+        if task.next_poll_at is not None and (task.status in IN_FLIGHT or task.outbox):
             item.update(self._due_attrs(task.id, task.next_poll_at))
         return item
 
-    @staticmethod
-    def _task(item: dict[str, Any]) -> Task:
-        return Task.model_validate(_plain(item))
-
     # -- tasks ------------------------------------------------------------------------------------
-    def create(self, task: Task, idempotency: tuple[str, str] | None = None) -> tuple[Task, bool]:
-        """Store a new task; with (key, request hash) also the idempotency record, atomically.
+    def new_claim(self, task_id: str, work: Work, seconds: int) -> Claim:
+        return Claim(task_id, work, secrets.token_hex(8), self.now() + seconds)
 
-        Returns (task, created). A reused key with the same hash returns the earlier task.
+    def create(
+        self, task: Task, idempotency: tuple[str, str] | None = None, holding: Claim | None = None
+    ) -> tuple[Task, bool]:
+        """Store a new task (with `holding` already claimed); with (key, request hash) also the idempotency
+        record, atomically. Returns (task, created): a reused key with the same hash returns the earlier task.
         """
-        put_task = {
-            "TableName": self.table_name,
-            "Item": self._item(task),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
+        item = self._item(task)
+        if holding is not None:
+            owner, until = _lease(holding.work)
+            item.update({owner: holding.owner, until: holding.until})
+        put_task = {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
         if idempotency is None:
-            self.table.put_item(Item=put_task["Item"], ConditionExpression=put_task["ConditionExpression"])
+            self.table.resource.put_item(**put_task)
             return task, True
         key, request_hash = idempotency
-        idem_pk = f"IDEM#{task.tenant}#{key}"
         put_idem = {
-            "TableName": self.table_name,
             "Item": {
-                "pk": idem_pk,
+                "pk": f"IDEM#{task.tenant}#{key}",
                 "hash": request_hash,
                 "task_id": task.id,
                 "expires_at": task.created_at + 86400,
@@ -133,7 +125,7 @@ class TaskStore:
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         try:
-            self.table.meta.client.transact_write_items(TransactItems=[{"Put": put_task}, {"Put": put_idem}])
+            self.table.transact_put([put_task, put_idem])
             return task, True
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
@@ -145,7 +137,7 @@ class TaskStore:
 
     def idempotent_task(self, tenant: str, key: str, request_hash: str) -> Task | None:
         """The task an idempotency key already made (None if unused); another body under it is a conflict."""
-        record = self.table.get_item(Key={"pk": f"IDEM#{tenant}#{key}"}, ConsistentRead=True).get("Item")
+        record = self.table.get(f"IDEM#{tenant}#{key}")
         if record is None:
             return None
         if record["hash"] != request_hash:
@@ -153,60 +145,153 @@ class TaskStore:
         return self.get(str(record["task_id"]))
 
     def get(self, task_id: str) -> Task | None:
-        item = self.table.get_item(Key={"pk": self._task_pk(task_id)}, ConsistentRead=True).get("Item")
-        return self._task(item) if item else None
+        item = self.table.get(self._pk(task_id))
+        return Task.model_validate(plain(item)) if item else None
 
-    def transition(self, task_id: str, to: Status, expect: Iterable[Status], **changes: Any) -> Task | None:
-        """Move a task to `to` if its status is one of `expect`; None if it was not (someone else won).
+    def require(self, task_id: str) -> Task:
+        task = self.get(task_id)
+        if task is None:
+            raise LookupError(task_id)
+        return task
 
-        Terminal targets clear the due-poll attributes so the task leaves the sweeper's index.
+    def transition(
+        self, task_id: str, to: Status, *, holding: Claim | None = None, **changes: Any
+    ) -> Task | None:
+        """Move a task to `to` if `i2v.lifecycle` allows the move from its status; None if not (someone else
+        moved it first).
+
+        While an ingest holds its lease only that ingest may end the task, so a cancel or a time-out cannot
+        end a task whose video is being stored, and `succeeded` needs the ingest lease (`holding`).
+        A terminal move records the outbox and keeps the task due until the outbox is done.
         """
-        allowed = [s for s in expect if s not in TERMINAL]
-        if not allowed:
-            raise ValueError("terminal states never change")
-        now = int(self.clock())
-        sets: dict[str, Any] = {**changes, "status": to.value, "updated_at": now}
+        frm = lifecycle.sources(to)
+        if not frm:
+            raise ValueError(f"nothing moves to {to.value}")
+        now = self.now()
+        sets: dict[str, Any] = {**changes, "status": to, "updated_at": now}
         removes: list[str] = []
+        conditions: list[str] = []
+        values: dict[str, Any] = {}
         if to in TERMINAL:
-            sets["finished_at"] = now
-            sets.pop("next_poll_at", None)
-            removes = ["next_poll_at", "due_pk", "due_sk", "ingest_lease"]
-        elif "next_poll_at" in sets:
-            sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
-        return self._update(task_id, sets, removes, allowed)
+            sets.update(finished_at=now, outbox=lifecycle.steps_after(to), **self._due_attrs(task_id, now))
+            removes = [name for work in (Work.SUBMIT, Work.POLL, Work.INGEST) for name in _lease(work)]
+            owner, until = _lease(Work.INGEST)
+            if to is Status.SUCCEEDED:
+                if holding is None or holding.work is not Work.INGEST:
+                    raise ValueError("only the holder of the ingest lease can make a task succeed")
+                conditions.append(f"{owner} = :holder")
+                values[":holder"] = holding.owner
+            else:
+                conditions.append(f"(attribute_not_exists({until}) OR {until} < :now OR {owner} = :holder)")
+                values.update({":now": now, ":holder": holding.owner if holding else "-"})
+        else:
+            if "next_poll_at" in sets:
+                sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
+            if to is Status.SUBMITTED:  # the job exists: the submit is over, whoever learnt its id
+                removes = list(_lease(Work.SUBMIT))
+        return self._update(task_id, sets, removes, frm, conditions, values)
 
-    def update(self, task_id: str, expect: Iterable[Status] = IN_FLIGHT, **changes: Any) -> Task | None:
-        """Change fields of a task whose status is one of `expect` (by default: any not finished).
-
-        None if it was not, so a stale writer cannot overwrite what a newer one recorded.
-        """
-        sets: dict[str, Any] = {**changes, "updated_at": int(self.clock())}
+    def update(
+        self,
+        task_id: str,
+        expect: Collection[Status] = IN_FLIGHT,
+        *,
+        holding: Claim | None = None,
+        **changes: Any,
+    ) -> Task | None:
+        """Change fields (not the status) of a task whose status is one of `expect`, by default any not
+        finished, and (with `holding`) only while that lease is still ours. None if not, so a late writer
+        cannot overwrite what a newer one recorded."""
+        sets: dict[str, Any] = {**changes, "updated_at": self.now()}
         if "next_poll_at" in sets:
             sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
-        return self._update(task_id, sets, [], [s for s in expect if s not in TERMINAL])
+        if holding is None:
+            return self._update(task_id, sets, [], expect)
+        owner = _lease(holding.work)[0]
+        return self._update(task_id, sets, [], expect, [f"{owner} = :holder"], {":holder": holding.owner})
+
+    def claim(
+        self,
+        task_id: str,
+        work: Work,
+        seconds: int,
+        statuses: Collection[Status] = IN_FLIGHT,
+        *,
+        due: bool = False,
+    ) -> Claim | None:
+        """Take the lease for `work` on a task in one of `statuses`; None if another holder's lease is live.
+
+        `due` also requires the task to be due and moves its next poll past the lease, so overlapping sweeps
+        each take a different share of the due tasks.
+        """
+        claim = self.new_claim(task_id, work, seconds)
+        owner, until = _lease(work)
+        sets: dict[str, Any] = {owner: claim.owner, until: claim.until}
+        conditions = [f"(attribute_not_exists({until}) OR {until} < :now)"]
+        values: dict[str, Any] = {":now": self.now()}
+        if work is Work.INGEST:
+            sets["ingest_started"] = True
+        if due:
+            conditions.append("next_poll_at <= :now")
+            sets.update(self._due_attrs(task_id, claim.until))
+        moved = self._update(task_id, sets, [], statuses, conditions, values, touch=False)
+        return replace(claim, task=moved) if moved else None
+
+    def release(self, claim: Claim, **changes: Any) -> Task | None:
+        """Give a lease back (with `changes`) if it is still ours; None if it was not."""
+        owner, until = _lease(claim.work)
+        sets: dict[str, Any] = {**changes, "updated_at": self.now()}
+        if "next_poll_at" in sets:
+            sets.update(self._due_attrs(claim.task_id, sets["next_poll_at"]))
+        return self._update(
+            claim.task_id, sets, [owner, until], set(Status), [f"{owner} = :holder"], {":holder": claim.owner}
+        )
+
+    def finished_step(self, claim: Claim, rest: list[Step]) -> Task | None:
+        """Record the outbox left after a done step; with nothing left the task leaves the due index."""
+        owner, until = _lease(Work.FINISH)
+        sets: dict[str, Any] = {"outbox": rest} if rest else {}
+        removes = [] if rest else ["outbox", "next_poll_at", "due_pk", "due_sk", owner, until]
+        return self._update(
+            claim.task_id,
+            sets,
+            removes,
+            TERMINAL,
+            [f"{owner} = :holder"],
+            {":holder": claim.owner},
+            touch=False,
+        )
 
     def _update(
-        self, task_id: str, sets: dict[str, Any], removes: list[str], expect: list[Status]
+        self,
+        task_id: str,
+        sets: dict[str, Any],
+        removes: list[str],
+        expect: Collection[Status],
+        conditions: list[str] | None = None,
+        values: dict[str, Any] | None = None,
+        *,
+        touch: bool = True,
     ) -> Task | None:
         names = {f"#s{i}": name for i, name in enumerate(sets)}
-        values: dict[str, Any] = {f":s{i}": _dynamo(value) for i, value in enumerate(sets.values())}
-        expression = (
-            "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + ", #version = #version + :one"
-        )
-        names["#version"] = "version"
-        values[":one"] = 1
+        values = {**(values or {}), **{f":s{i}": dynamo_value(v) for i, v in enumerate(sets.values())}}
+        assignments = [f"#s{i} = :s{i}" for i in range(len(sets))]
+        if touch:  # a change a reader should see bumps the version; a lease or an outbox step does not
+            names["#version"] = "version"
+            values[":one"] = 1
+            assignments.append("#version = #version + :one")
+        expression = ("SET " + ", ".join(assignments)) if assignments else ""
         if removes:
             names.update({f"#r{i}": name for i, name in enumerate(removes)})
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
         names["#status"] = "status"
         values.update({f":e{i}": status.value for i, status in enumerate(expect)})
-        condition = (
-            "attribute_exists(pk) AND #status IN (" + ", ".join(f":e{i}" for i in range(len(expect))) + ")"
-        )
+        allowed = ", ".join(f":e{i}" for i in range(len(expect)))
+        condition = " AND ".join([f"attribute_exists(pk) AND #status IN ({allowed})", *(conditions or [])])
         try:
-            result = self.table.update_item(
-                Key={"pk": self._task_pk(task_id)},
-                UpdateExpression=expression,
+            result = self.table.resource.update_item(
+                Key={"pk": self._pk(task_id)},
+                UpdateExpression=expression.strip(),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -216,31 +301,7 @@ class TaskStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        return self._task(result["Attributes"])
-
-    def claim_ingest(self, task_id: str, lease_seconds: int) -> bool:
-        """Take the right to copy a task's output; duplicate ingest messages find it taken."""
-        now = int(self.clock())
-        try:
-            self.table.update_item(
-                Key={"pk": self._task_pk(task_id)},
-                UpdateExpression="SET ingest_lease = :until",
-                ConditionExpression="attribute_exists(pk) AND #status IN (:a, :b, :c) AND "
-                "(attribute_not_exists(ingest_lease) OR ingest_lease < :now)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":until": now + lease_seconds,
-                    ":now": now,
-                    ":a": Status.ACCEPTED.value,
-                    ":b": Status.SUBMITTED.value,
-                    ":c": Status.PROCESSING.value,
-                },
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return Task.model_validate(plain(result["Attributes"]))
 
     # -- queries ----------------------------------------------------------------------------------
     def list_for_tenant(self, tenant: str, limit: int, cursor: str | None) -> tuple[list[Task], str | None]:
@@ -254,16 +315,16 @@ class TaskStore:
         }
         if cursor:
             query["ExclusiveStartKey"] = _decode_cursor(cursor, tenant_pk)
-        page = self.table.query(**query)
-        tasks = [self._task(item) for item in page.get("Items", [])]
+        page = self.table.resource.query(**query)
+        tasks = [Task.model_validate(plain(item)) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
         return tasks, _encode_cursor(last) if last else None
 
     def due(self, limit: int = 100) -> Iterator[str]:
-        """Ids of in-flight tasks whose next poll time has come, oldest first per shard."""
-        upper = f"{int(self.clock()):010d}~"  # '~' sorts after '#<id>'
+        """Ids of tasks whose next poll (or outbox retry) time has come, oldest first per shard."""
+        upper = f"{self.now():010d}~"  # '~' sorts after '#<id>'
         for shard in range(self.due_shards):
-            page = self.table.query(
+            page = self.table.resource.query(
                 IndexName=BY_DUE,
                 KeyConditionExpression="due_pk = :p AND due_sk <= :u",
                 ExpressionAttributeValues={":p": f"DUE#{shard}", ":u": upper},
@@ -272,85 +333,10 @@ class TaskStore:
             for item in page.get("Items", []):
                 yield str(item["pk"]).removeprefix("TASK#")
 
-    # -- provider health --------------------------------------------------------------------------
-    def record_provider_outcome(self, provider: str, ok: bool, error: str | None = None) -> None:
-        now = int(self.clock())
-        values: dict[str, Any]
-        if ok:
-            expression, values = (
-                "SET consecutive_failures = :zero, last_success_at = :now",
-                {":zero": 0, ":now": now},
-            )
-        else:
-            expression = "SET last_failure_at = :now, last_error = :error ADD consecutive_failures :one"
-            values = {":now": now, ":error": (error or "")[:300], ":one": 1}
-        self.table.update_item(
-            Key={"pk": f"HEALTH#{provider}"}, UpdateExpression=expression, ExpressionAttributeValues=values
-        )
-
-    def provider_health(self, providers: Iterable[str]) -> dict[str, ProviderHealth]:
-        names = list(providers)
-        if not names:
-            return {}
-        got = self.table.meta.client.batch_get_item(
-            RequestItems={self.table_name: {"Keys": [{"pk": f"HEALTH#{n}"} for n in names]}}
-        )
-        found = {str(item["pk"]).removeprefix("HEALTH#"): item for item in got["Responses"][self.table_name]}
-        return {n: ProviderHealth.model_validate(_plain(found.get(n, {}))) for n in names}
-
-    # -- webhook deliveries -----------------------------------------------------------------------
-    def record_delivery(self, task_id: str, result: str, delivered: bool) -> None:
-        """Append one attempt to the task's delivery log; a success marks it delivered for good."""
-        attempt = {"at": int(self.clock()), "result": result[:300]}
-        self.table.update_item(
-            Key={"pk": f"DELIVERY#{task_id}"},
-            UpdateExpression="SET attempts = list_append(if_not_exists(attempts, :none), :one), "
-            + ("delivered = :yes" if delivered else "delivered = if_not_exists(delivered, :yes)")
-            + ", expires_at = :ttl",
-            ExpressionAttributeValues={
-                ":none": [],
-                ":one": [attempt],
-                ":yes": delivered,
-                ":ttl": int(self.clock()) + self.ttl_days * 86400,
-            },
-        )
-
-    def delivery(self, task_id: str) -> WebhookDelivery:
-        item = self.table.get_item(Key={"pk": f"DELIVERY#{task_id}"}, ConsistentRead=True).get("Item", {})
-        return WebhookDelivery.model_validate(_plain(item))
-
-    # -- api keys ---------------------------------------------------------------------------------
-    def put_api_key(self, api_key: str, tenant: str) -> None:
-        self.table.put_item(
-            Item={
-                "pk": f"KEY#{hash_key(api_key)}",
-                "tenant": tenant,
-                "created_at": int(self.clock()),
-                "disabled": False,
-            }
-        )
-
-    def tenant_for_key(self, api_key: str) -> str | None:
-        item = self.table.get_item(Key={"pk": f"KEY#{hash_key(api_key)}"}).get("Item")
-        if not item or item.get("disabled"):
-            return None
-        return str(item["tenant"])
-
-
-def _dynamo(value: Any) -> Any:
-    """Pydantic models and enums as DynamoDB-ready plain values."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, list):
-        return [_dynamo(v) for v in value]
-    if isinstance(value, Status):
-        return value.value
-    return value
-
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return (
-        base64.urlsafe_b64encode(json.dumps(_plain(key), separators=(",", ":")).encode()).decode().rstrip("=")
+        base64.urlsafe_b64encode(json.dumps(plain(key), separators=(",", ":")).encode()).decode().rstrip("=")
     )
 
 
@@ -364,8 +350,7 @@ def _decode_cursor(cursor: str, tenant_pk: str) -> dict[str, Any]:
         not isinstance(key, dict)
         or key.get("tenant_pk") != tenant_pk
         or set(key) != {"pk", "tenant_pk", "tenant_sk"}
+        or not all(isinstance(v, str) for v in key.values())
     ):
-        raise RequestProblem.invalid("cursor", "not a cursor from this listing")
-    if not all(isinstance(v, str) for v in key.values()):
         raise RequestProblem.invalid("cursor", "not a cursor from this listing")
     return key

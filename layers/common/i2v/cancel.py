@@ -1,0 +1,28 @@
+"""Cancel: end a task the client no longer wants. Stopping the provider's job is a step of its end."""
+
+from __future__ import annotations
+
+from i2v.models import RequestProblem, Status, Task
+from i2v.notify import conclude
+from i2v.runtime import Runtime
+
+
+def task_for_tenant(rt: Runtime, tenant: str, task_id: str) -> Task:
+    task = rt.tasks.get(task_id)
+    if task is None or task.tenant != tenant:  # another tenant's task does not exist for you
+        raise RequestProblem(404, "Task not found", detail=f"no task {task_id}")
+    return task
+
+
+def cancel(rt: Runtime, tenant: str, task_id: str) -> Task:
+    """The cancelled task, or a 409 if it ended first or its video is being stored."""
+    task = task_for_tenant(rt, tenant, task_id)
+    moved = None if task.status.terminal else conclude(rt, task_id, Status.CANCELLED)
+    if moved is not None:
+        return moved
+    now = rt.tasks.require(task_id)
+    if now.status.terminal:
+        raise RequestProblem(409, "Task already finished", detail=f"task is {now.status.value}")
+    raise RequestProblem(
+        409, "Task is finishing", detail="its video is being stored; it can no longer be cancelled"
+    )

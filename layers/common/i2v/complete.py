@@ -1,0 +1,128 @@
+"""Complete: learn where a provider's job is, by its callback or by asking, and record it.
+
+A callback body is never trusted: the per-task token is checked, then the provider's status API is asked.
+A finished job goes to the ingest queue; the lifecycle decides what every other answer moves.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from i2v import lifecycle, pacing
+from i2v.messages import IngestMessage
+from i2v.models import RequestProblem, Status, Task, TaskError
+from i2v.notify import end
+from i2v.providers.base import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderState,
+    ProviderStatus,
+    UnknownProviderStatus,
+)
+from i2v.runtime import Runtime
+from i2v.submit import callback_token
+
+logger = Logger(child=True)
+
+
+def on_callback(rt: Runtime, provider: str, task_id: str, token: str, body: bytes = b"") -> Task:
+    """Verify the per-task token, then trust only what the provider's status API says."""
+    if not hmac.compare_digest(callback_token(rt, task_id), token):
+        raise RequestProblem(401, "Invalid callback token")
+    task = rt.tasks.get(task_id)
+    last = task.attempts[-1] if task and task.attempts else None
+    if task is None or provider != (task.provider or (last.provider if last else None)):
+        raise RequestProblem(404, "Unknown task")
+    if task.status.terminal:
+        return task
+    if task.status is Status.ACCEPTED and last is not None and last.outcome in ("sent", "unknown"):
+        # Sent, but no provider id recorded yet: a slow or lost submit answer. The callback names the job.
+        return _reconcile(rt, task, body)
+    return refresh(rt, task)
+
+
+def _reconcile(rt: Runtime, task: Task, body: bytes) -> Task:
+    """A submit whose answer was lost: the callback names the provider's job; adopt it once confirmed."""
+    last = task.attempts[-1]
+    provider = rt.providers.get(last.provider)
+    job = provider.callback_task_id(body) if provider else None
+    if provider is None or not job:
+        return task
+    try:  # the body is only a hint: the provider's status API must know the job
+        status = provider.parse_status(rt.client.send(provider.status(job)))
+    except ProviderError as exc:
+        logger.warning("callback named a job the provider does not confirm", task_id=task.id, error=str(exc))
+        return task
+    adopted = last.model_copy(
+        update={"outcome": "accepted", "provider_task_id": job, "detail": "job id learnt from its callback"}
+    )
+    moved = rt.tasks.transition(
+        task.id,
+        Status.SUBMITTED,
+        provider=last.provider,
+        provider_task_id=job,
+        attempts=[*task.attempts[:-1], adopted],
+        next_poll_at=rt.now() + rt.settings.poll_interval_seconds,
+    )
+    return record_status(rt, moved, status) if moved else rt.tasks.require(task.id)
+
+
+def refresh(rt: Runtime, task: Task) -> Task:
+    """Ask the provider where the job is and record it."""
+    provider = rt.providers.get(task.provider or "")
+    if provider is None or task.provider_task_id is None:
+        return task
+    try:
+        status = provider.parse_status(rt.client.send(provider.status(task.provider_task_id)))
+    except UnknownProviderStatus as exc:
+        return _fail(rt, task, "unknown_provider_status", str(exc), exc.raw)
+    except ProviderRejected as exc:
+        if exc.status_code in (404, 410):  # the provider does not know the job (any more)
+            return _fail(rt, task, exc.code or "not_found", f"status query: {exc}", exc.raw)
+        # Anything else (a rotated key, a permission) may be fixed: keep asking until the deadline.
+        logger.warning("status query refused", task_id=task.id, provider=task.provider, error=str(exc))
+        return _later(rt, task, pacing.REFUSED_POLL_SECONDS)
+    except ProviderError as exc:
+        logger.warning("status query failed", task_id=task.id, error=str(exc))
+        wait = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
+        return _later(rt, task, pacing.after_poll_error(wait))
+    return record_status(rt, task, status)
+
+
+def record_status(rt: Runtime, task: Task, status: ProviderStatus) -> Task:
+    now = rt.now()
+    if status.state is ProviderState.SUCCEEDED:
+        if not status.result_url:
+            return _fail(rt, task, "no_result_url", "provider reported success without a URL")
+        message = IngestMessage(task_id=task.id, result_url=status.result_url)
+        rt.sqs.send_message(QueueUrl=rt.settings.ingest_queue_url, MessageBody=message.model_dump_json())
+        until = now + pacing.INGEST_RECHECK_SECONDS
+        return rt.tasks.update(task.id, result_url=status.result_url, progress=99, next_poll_at=until) or (
+            rt.tasks.require(task.id)
+        )
+    if status.state is ProviderState.FAILED:
+        message_text = status.error_message or "the provider failed the task"
+        return _fail(rt, task, status.error_code or "provider_failed", message_text, status.raw_status)
+    if status.state is ProviderState.CANCELLED:
+        return end(rt, task.id, Status.CANCELLED)
+    changes: dict[str, Any] = {
+        "queue_state": status.raw_status,
+        "next_poll_at": now + pacing.next_poll(rt.settings, status.eta_seconds),
+    }
+    if status.progress is not None:
+        changes["progress"] = max(0, min(int(status.progress), 99))
+    target = lifecycle.reported(task.status, status.state)
+    moved = rt.tasks.transition(task.id, target, **changes) if target else None
+    return moved or rt.tasks.update(task.id, **changes) or rt.tasks.require(task.id)
+
+
+def _fail(rt: Runtime, task: Task, code: str, message: str, raw: str | None = None) -> Task:
+    return end(rt, task.id, Status.FAILED, error=TaskError(code=code, message=message, raw=raw))
+
+
+def _later(rt: Runtime, task: Task, seconds: int) -> Task:
+    return rt.tasks.update(task.id, next_poll_at=rt.now() + seconds) or rt.tasks.require(task.id)

@@ -1,0 +1,150 @@
+"""Create: validate a request against the model's limits, route it, store it, then submit it.
+
+A request the model or every capable provider would refuse is a 422 here, before any provider is paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from i2v import layout, submit
+from i2v.lifecycle import Work
+from i2v.media import UnsafeUrl, presign_get, resolve_public
+from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
+from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
+from i2v.providers import registry
+from i2v.runtime import Runtime
+from i2v.store import new_task_id
+
+
+def request_hash(req: VideoRequest) -> str:
+    return hashlib.sha256(req.model_dump_json(exclude_defaults=False).encode()).hexdigest()
+
+
+def create(
+    rt: Runtime,
+    tenant: str,
+    req: VideoRequest,
+    idempotency_key: str | None = None,
+    source_key: str | None = None,
+) -> tuple[Task, bool]:
+    """Validate, route, store, then submit. Returns (task, created); a replayed key returns the first task.
+
+    `source_key` is the drop-folder image a task was made from (None for the API).
+    """
+    mode = req.resolved_mode()
+    idem = (idempotency_key, request_hash(req)) if idempotency_key else None
+    if idem:
+        # A replay is answered before the media are fetched again (their URLs may have expired since).
+        replayed = rt.tasks.idempotent_task(tenant, *idem)
+        if replayed is not None:
+            return replayed, False
+    for name in MEDIA_FIELDS:
+        url = getattr(req, name)
+        if url and url.startswith("s3://"):
+            _own_object(rt, tenant, name, url)
+    if req.webhook_url:
+        _check_webhook_url(rt, req.webhook_url)
+    media = probe_media(rt, req)
+    chosen = route(rt, req, mode, alpha=any(info.has_alpha for info in media.values()))
+    now = rt.now()
+    task = Task(
+        id=new_task_id(rt.clock()),
+        tenant=tenant,
+        status=Status.ACCEPTED,
+        request=req,
+        mode=mode,
+        source="s3" if source_key else "api",
+        source_key=source_key,
+        providers=chosen,
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + rt.settings.task_deadline_seconds,
+        # The sweeper's safety net from the start, but not before this submit could have finished.
+        next_poll_at=now + rt.settings.submit_grace_seconds,
+    )
+    # Stored with its submit lease held: no sweep can submit it while this call does.
+    claim = rt.tasks.new_claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds)
+    stored, created = rt.tasks.create(task, idem, holding=claim)  # the transaction settles concurrent replays
+    if created:
+        stored = submit.submit(rt, stored, claim)
+    return stored, created
+
+
+def _own_object(rt: Runtime, tenant: str, field_name: str, url: str) -> None:
+    try:
+        key = layout.parse_s3_url(url, rt.settings.bucket_name)
+    except RequestProblem as problem:
+        raise RequestProblem.invalid(field_name, problem.errors[0].message) from None
+    if not layout.owned_by(tenant, key):
+        raise RequestProblem.invalid(field_name, "s3 URL must name one of your own uploads")
+
+
+def probe_media(rt: Runtime, req: VideoRequest) -> dict[str, MediaInfo]:
+    """Read each input's header through the URL guard and hold it to the model's limits."""
+    if not rt.settings.probe_media:
+        return {}
+    found: dict[str, MediaInfo] = {}
+    errors: list[FieldError] = []
+    for name, kind in MEDIA_FIELDS.items():
+        url = getattr(req, name)
+        if not url:
+            continue
+        try:
+            info = probe(rt.fetcher, _fetchable(rt, url), kind)
+        except (UnsafeUrl, ProbeError) as exc:
+            errors.append(FieldError(field=name, message=f"cannot be used: {exc}"))
+            continue
+        found[name] = info
+        errors += [FieldError(field=name, message=message) for message in limit_violations(info)]
+    clip = found.get("video_url")
+    if clip and clip.duration and req.duration + 0.1 < clip.duration:
+        message = f"is the total length in video_continuation: at least the clip's {clip.duration:.1f} s"
+        errors.append(FieldError(field="duration", message=message))
+    if errors:
+        raise RequestProblem(422, "Media outside the model's limits", errors)
+    return found
+
+
+def _check_webhook_url(rt: Runtime, url: str) -> None:
+    """Refuse now what delivery would refuse later: plain http (but on the local stack), private hosts."""
+    if not url.startswith("https://") and not rt.settings.allow_private_urls:
+        raise RequestProblem.invalid("webhook_url", "must be an https URL")
+    try:
+        resolve_public(url, rt.settings.allow_private_urls)
+    except UnsafeUrl as exc:
+        raise RequestProblem.invalid("webhook_url", f"cannot be used: {exc}") from None
+
+
+def _fetchable(rt: Runtime, url: str) -> str:
+    if not url.startswith("s3://"):
+        return url
+    bucket = rt.settings.bucket_name
+    return presign_get(rt.s3, bucket, layout.parse_s3_url(url, bucket), 300)[0]
+
+
+def route(rt: Runtime, req: VideoRequest, mode: Mode, alpha: bool = False) -> list[str]:
+    """Eligible providers in order. A provider the client named that cannot serve the request is a 422."""
+    asked = req.providers()
+    if asked:
+        for name in asked:
+            if name not in registry.PROVIDERS:
+                raise RequestProblem.invalid("provider", f"unknown provider {name!r}; see GET /v1/providers")
+            if name not in rt.providers:
+                raise RequestProblem.invalid("provider", f"{name} is not configured on this gateway")
+            refusal = rt.providers[name].capabilities.refusal(req, mode, alpha)
+            if refusal:
+                raise RequestProblem.invalid("provider", f"{name} {refusal}")
+        return asked
+    order = [n for n in rt.settings.default_providers if n in rt.providers]
+    eligible = [n for n in order if rt.providers[n].capabilities.refusal(req, mode, alpha) is None]
+    # A host failing right now goes last rather than first; it stays as a last resort.
+    health = rt.records.provider_health(eligible)
+    eligible.sort(key=lambda n: health[n].degraded(rt.now()))
+    if not eligible:
+        raise RequestProblem(
+            422,
+            "No provider can serve this request",
+            detail=f"configured providers: {', '.join(order) or 'none'}",
+        )
+    return eligible

@@ -1,0 +1,56 @@
+"""The one DynamoDB table, as the stores use it: a resource per thread, consistent reads, plain values."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import boto3
+
+
+@dataclass
+class Table:
+    name: str
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
+
+    @property
+    def resource(self) -> Any:
+        # boto3 resources are not thread-safe (the sweeper works from a pool): one per thread.
+        table = getattr(self._local, "table", None)
+        if table is None:
+            table = self._local.table = boto3.resource("dynamodb").Table(self.name)
+        return table
+
+    def get(self, pk: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.resource.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
+        return item
+
+    def transact_put(self, puts: list[dict[str, Any]]) -> None:
+        self.resource.meta.client.transact_write_items(
+            TransactItems=[{"Put": {"TableName": self.name, **put}} for put in puts]
+        )
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; ours are all integers."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def dynamo_value(value: Any) -> Any:
+    """Pydantic models and enums as DynamoDB-ready plain values."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, list):
+        return [dynamo_value(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value

@@ -1,0 +1,114 @@
+"""Records beside the tasks in the one table: API keys, provider health and webhook deliveries."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from i2v.dynamo import Table, plain
+from i2v.models import ProviderHealth, WebhookDelivery
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass
+class Records:
+    table: Table
+    ttl_days: int = 30
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- api keys ---------------------------------------------------------------------------------
+    def put_api_key(self, api_key: str, tenant: str) -> None:
+        self.table.resource.put_item(
+            Item={
+                "pk": f"KEY#{hash_key(api_key)}",
+                "tenant": tenant,
+                "created_at": self.now(),
+                "disabled": False,
+            }
+        )
+
+    def tenant_for_key(self, api_key: str) -> str | None:
+        item = self.table.resource.get_item(Key={"pk": f"KEY#{hash_key(api_key)}"}).get("Item")
+        if not item or item.get("disabled"):
+            return None
+        return str(item["tenant"])
+
+    # -- provider health --------------------------------------------------------------------------
+    def record_provider_outcome(self, provider: str, ok: bool, error: str | None = None) -> None:
+        values: dict[str, Any]
+        if ok:
+            expression = "SET consecutive_failures = :zero, last_success_at = :now"
+            values = {":zero": 0, ":now": self.now()}
+        else:
+            expression = "SET last_failure_at = :now, last_error = :error ADD consecutive_failures :one"
+            values = {":now": self.now(), ":error": (error or "")[:300], ":one": 1}
+        self.table.resource.update_item(
+            Key={"pk": f"HEALTH#{provider}"}, UpdateExpression=expression, ExpressionAttributeValues=values
+        )
+
+    def provider_health(self, providers: Iterable[str]) -> dict[str, ProviderHealth]:
+        names = list(providers)
+        if not names:
+            return {}
+        got = self.table.resource.meta.client.batch_get_item(
+            RequestItems={self.table.name: {"Keys": [{"pk": f"HEALTH#{n}"} for n in names]}}
+        )
+        found = {str(i["pk"]).removeprefix("HEALTH#"): i for i in got["Responses"][self.table.name]}
+        return {n: ProviderHealth.model_validate(plain(found.get(n, {}))) for n in names}
+
+    # -- webhook deliveries -----------------------------------------------------------------------
+    def claim_delivery(self, task_id: str, seconds: int) -> str | None:
+        """The right to POST a task's webhook now (an owner token), unless it was delivered or another
+        delivery of the same message is under way: duplicate queue messages never post twice at once."""
+        owner = secrets.token_hex(8)
+        try:
+            self.table.resource.update_item(
+                Key={"pk": f"DELIVERY#{task_id}"},
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until, expires_at = :ttl",
+                ConditionExpression="(attribute_not_exists(delivered) OR delivered = :no) AND "
+                "(attribute_not_exists(lease_until) OR lease_until < :now)",
+                ExpressionAttributeValues={
+                    ":owner": owner,
+                    ":until": self.now() + seconds,
+                    ":now": self.now(),
+                    ":no": False,
+                    ":ttl": self.now() + self.ttl_days * 86400,
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return owner
+
+    def record_delivery(self, task_id: str, owner: str, result: str, delivered: bool) -> None:
+        """Append one attempt to the task's delivery log and give the lease back; a success is for good."""
+        attempt = {"at": self.now(), "result": result[:300]}
+        self.table.resource.update_item(
+            Key={"pk": f"DELIVERY#{task_id}"},
+            UpdateExpression="SET attempts = list_append(if_not_exists(attempts, :none), :one), "
+            "delivered = :delivered REMOVE lease_owner, lease_until",
+            ConditionExpression="lease_owner = :owner",
+            ExpressionAttributeValues={
+                ":none": [],
+                ":one": [attempt],
+                ":delivered": delivered,
+                ":owner": owner,
+            },
+        )
+
+    def delivery(self, task_id: str) -> WebhookDelivery:
+        item = self.table.get(f"DELIVERY#{task_id}") or {}
+        return WebhookDelivery.model_validate(plain(item))

@@ -1,0 +1,77 @@
+"""What the use cases work with: settings, the stores, AWS clients and the provider engine.
+
+A handler builds one Runtime per container (its cold start) and passes it to the use case it calls; tests
+build their own. Clients are made on first use, so a function pays only for what it touches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from i2v.config import Settings
+from i2v.dynamo import Table
+from i2v.media import guarded_client
+from i2v.providers import registry
+from i2v.providers.base import Provider
+from i2v.providers.client import ProviderClient
+from i2v.records import Records
+from i2v.store import TaskStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Callable[[], float] = time.time
+    client: ProviderClient = field(default_factory=ProviderClient)
+
+    @classmethod
+    def from_environment(cls) -> Runtime:
+        settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+        return cls(settings=settings, client=ProviderClient(timeout=settings.http_timeout_seconds))
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @cached_property
+    def tasks(self) -> TaskStore:
+        s = self.settings
+        return TaskStore(
+            Table(s.table_name), due_shards=s.due_shards, ttl_days=s.task_ttl_days, clock=self.clock
+        )
+
+    @cached_property
+    def records(self) -> Records:
+        return Records(self.tasks.table, ttl_days=self.settings.task_ttl_days, clock=self.clock)
+
+    @cached_property
+    def providers(self) -> dict[str, Provider]:
+        # On first use: the ingest function never needs them, nor permission to read their keys.
+        return registry.configured(self.settings)
+
+    @cached_property
+    def fetcher(self) -> httpx.Client:
+        """The guarded client for every URL a user or a provider gave us."""
+        return guarded_client(self.settings.allow_private_urls)
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+    @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    @cached_property
+    def events(self) -> Any:
+        return boto3.client("events")

@@ -1,0 +1,121 @@
+"""Submit: send an accepted task to the first capable provider that takes it, holding the submit lease.
+
+The order of writes is the safety argument: each send is recorded before it happens and the provider's job
+id the moment it is known, so a crash anywhere leaves a task the sweeper can finish without paying twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from i2v import layout, pacing
+from i2v.media import presign_get
+from i2v.models import MEDIA_FIELDS, Attempt, Status, Task, TaskError, VideoRequest
+from i2v.notify import end
+from i2v.providers.base import Provider, ProviderError, ProviderRejected, SubmitOutcomeUnknown
+from i2v.runtime import Runtime
+from i2v.store import Claim
+from i2v.views import iso
+
+logger = Logger(child=True)
+
+
+def callback_token(rt: Runtime, task_id: str) -> str:
+    secret = rt.settings.secret("callback_secret").encode()
+    return hmac.new(secret, task_id.encode(), hashlib.sha256).hexdigest()
+
+
+def provider_view(rt: Runtime, task: Task) -> VideoRequest:
+    """The request as a provider sees it: our s3:// inputs become presigned GETs valid to the deadline."""
+    bucket = rt.settings.bucket_name
+    seconds = max(rt.settings.presign_seconds, task.deadline_at - rt.now())
+    changes: dict[str, Any] = {}
+    for name in MEDIA_FIELDS:
+        url = getattr(task.request, name)
+        if url and url.startswith("s3://"):
+            changes[name] = presign_get(rt.s3, bucket, layout.parse_s3_url(url, bucket), seconds)[0]
+    return task.request.model_copy(update=changes)
+
+
+def submit(rt: Runtime, task: Task, claim: Claim) -> Task:
+    """Send the task (accepted, its submit lease held by `claim`). Never raises for provider trouble."""
+    req = provider_view(rt, task)
+    attempts = list(task.attempts)
+    retry_later = False
+    last_error = TaskError(code="no_provider", message="no provider accepted the task")
+    started = rt.clock()
+    for name in task.providers:
+        provider = rt.providers.get(name)
+        if provider is None:
+            continue
+        if attempts and rt.clock() - started > rt.settings.submit_budget_seconds:
+            # API Gateway gives up on the caller after 29 s: the next provider is the sweeper's to try.
+            retry_later = True
+            break
+        callback = None
+        if provider.capabilities.callback:
+            token = callback_token(rt, task.id)
+            callback = f"{rt.settings.base_url()}/v1/callbacks/{name}/{task.id}?token={token}"
+        # Record the send before it happens: after a crash this says "it may be there".
+        attempts.append(Attempt(provider=name, at=iso(rt.now()), outcome="sent"))
+        if rt.tasks.update(task.id, {Status.ACCEPTED}, holding=claim, attempts=attempts) is None:
+            return rt.tasks.require(task.id)  # the lease is gone (a callback adopted the job, or it expired)
+        try:
+            job = provider.parse_submit(
+                rt.client.send(provider.submit(req, task.mode, callback), is_submit=True)
+            )
+        except SubmitOutcomeUnknown as exc:
+            # The job may exist: never send it again, here or elsewhere (that could bill it twice).
+            rt.records.record_provider_outcome(name, ok=False, error=str(exc))
+            attempts[-1] = attempts[-1].model_copy(update={"outcome": "unknown", "detail": str(exc)[:500]})
+            if provider.capabilities.callback:
+                # Its callback will name the job: wait for it (the sweeper fails the task if none comes).
+                until = min(task.deadline_at, rt.now() + pacing.RECONCILE_SECONDS)
+                return rt.tasks.release(claim, attempts=attempts, next_poll_at=until) or rt.tasks.require(
+                    task.id
+                )
+            error = TaskError(code="submit_outcome_unknown", message=f"{name}: {exc}; not resubmitted")
+            return end(rt, task.id, Status.FAILED, attempts=attempts, error=error)
+        except ProviderError as exc:
+            logger.warning("provider refused submit", provider=name, task_id=task.id, error=str(exc))
+            rt.records.record_provider_outcome(name, ok=False, error=str(exc))
+            attempts[-1] = attempts[-1].model_copy(update={"outcome": "rejected", "detail": str(exc)[:500]})
+            retry_later = retry_later or not isinstance(exc, ProviderRejected)
+            code = exc.code or "provider_error"
+            last_error = TaskError(code=code, message=f"{name}: {exc}", raw=exc.raw or None)
+            continue
+        rt.records.record_provider_outcome(name, ok=True)
+        attempts[-1] = attempts[-1].model_copy(update={"outcome": "accepted", "provider_task_id": job})
+        moved = rt.tasks.transition(
+            task.id,
+            Status.SUBMITTED,
+            provider=name,
+            provider_task_id=job,
+            attempts=attempts,
+            next_poll_at=rt.now() + rt.settings.poll_interval_seconds,
+        )
+        if moved is None:
+            moved = rt.tasks.require(task.id)
+            if moved.status.terminal and moved.provider_task_id != job:
+                # It was ended (cancelled, timed out) while we were sending: stop the job no one will use.
+                logger.warning("task ended during its submit; cancelling the new job", task_id=task.id)
+                _stop(rt, provider, job)
+        return moved
+    if retry_later:
+        # Every provider was busy or down: keep the task, the sweeper submits it again.
+        until = rt.now() + pacing.BUSY_RETRY_SECONDS
+        return rt.tasks.release(claim, attempts=attempts, next_poll_at=until) or rt.tasks.require(task.id)
+    return end(rt, task.id, Status.FAILED, attempts=attempts, error=last_error)
+
+
+def _stop(rt: Runtime, provider: Provider, job: str) -> None:
+    request = provider.cancel(job)
+    if request is not None:
+        try:
+            rt.client.send(request)
+        except ProviderError as exc:
+            logger.warning("could not cancel an unused job", provider=provider.name, job=job, error=str(exc))

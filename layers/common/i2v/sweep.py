@@ -1,0 +1,75 @@
+"""Sweep: every due task gets one turn — polled, submitted again, timed out, or its outbox finished.
+
+Sweeps run every minute and may overlap (each may take up to its timeout). Each task's turn is claimed with
+the poll lease, and a submit with the submit lease, so two sweeps never do one task's work twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from aws_lambda_powertools import Logger
+
+from i2v import pacing
+from i2v.complete import refresh
+from i2v.lifecycle import Work
+from i2v.models import Status, Task, TaskError
+from i2v.notify import conclude, end, finish
+from i2v.runtime import Runtime
+from i2v.submit import submit
+
+logger = Logger(child=True)
+
+
+def sweep(rt: Runtime) -> Counter[str]:
+    """One run of the sweeper over every due task, a few at a time. Returns how each turn ended."""
+    ids = list(rt.tasks.due())
+    with ThreadPoolExecutor(max_workers=max(1, rt.settings.sweeper_concurrency)) as pool:
+        return Counter(pool.map(lambda task_id: sweep_one(rt, task_id), ids))
+
+
+def sweep_one(rt: Runtime, task_id: str) -> str:
+    try:
+        task = rt.tasks.get(task_id)
+        if task is None:
+            return "skipped"
+        if task.status.terminal:
+            return f"outbox_{finish(rt, task)}"
+        turn = rt.tasks.claim(task_id, Work.POLL, pacing.POLL_LEASE_SECONDS, due=True)
+        if turn is None or turn.task is None:
+            return "taken"  # another sweep has this task's turn
+        try:
+            return _turn(rt, turn.task)
+        finally:
+            rt.tasks.release(turn)
+    except Exception:
+        logger.exception("sweeping a task failed", task_id=task_id)
+        return "error"
+
+
+def _turn(rt: Runtime, task: Task) -> str:
+    if rt.now() >= task.deadline_at:
+        return _time_out(rt, task)
+    if task.status is not Status.ACCEPTED:
+        return refresh(rt, task).status.value
+    claim = rt.tasks.claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds, {Status.ACCEPTED})
+    if claim is None or claim.task is None:
+        return "taken"  # a submit is under way
+    task = claim.task
+    last = task.attempts[-1] if task.attempts else None
+    if last is not None and last.outcome in ("sent", "unknown"):
+        # A crash between sending and hearing back, or a lost answer no callback explained in time: the job
+        # may exist at the provider. Do not pay twice.
+        error = TaskError(
+            code="submit_outcome_unknown", message=f"{last.provider}: submit answer lost; not resubmitted"
+        )
+        return end(rt, task.id, Status.FAILED, error=error).status.value
+    return submit(rt, task, claim).status.value
+
+
+def _time_out(rt: Runtime, task: Task) -> str:
+    error = TaskError(code="timed_out", message=f"not finished within {rt.settings.task_deadline_seconds} s")
+    moved = conclude(rt, task.id, Status.TIMED_OUT, error=error)
+    # Not moved: it ended meanwhile, or an ingest is storing its video (the ingest ends it).
+    return Status.TIMED_OUT.value if moved else "finishing"

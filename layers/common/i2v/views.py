@@ -1,0 +1,41 @@
+"""What the API and the webhooks show of a task: its view, with a fresh presigned output URL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from i2v.media import presign_get
+from i2v.models import Status, Task, TaskLinks, TaskView
+from i2v.runtime import Runtime
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
+    output_url = expires_at = None
+    if task.status is Status.SUCCEEDED and task.output:
+        output_url, expires_at = presign_get(
+            rt.s3, rt.settings.bucket_name, task.output.key, rt.settings.presign_seconds
+        )
+    return TaskView(
+        id=task.id,
+        status=task.status,
+        mode=task.mode,
+        progress=task.progress,
+        source=task.source,
+        source_key=task.source_key,
+        queue_state=task.queue_state,
+        provider=task.provider,
+        request=task.request,
+        output_url=output_url,
+        expires_at=expires_at,
+        output=task.output,
+        error=task.error,
+        attempts=task.attempts,
+        webhook=rt.records.delivery(task.id) if with_webhook and task.request.webhook_url else None,
+        created_at=iso(task.created_at),
+        updated_at=iso(task.updated_at),
+        links=TaskLinks(self=f"/v1/videos/{task.id}", cancel=f"/v1/videos/{task.id}/cancel"),
+    )
