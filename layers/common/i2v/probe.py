@@ -324,7 +324,8 @@ def _read_image(file: _RangedFile) -> MediaInfo:
             has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
             image_format = _PILLOW_NAMES.get(image.format or "")
     except Image.DecompressionBombError as exc:
-        raise ProbeError("image has too many pixels; each side must be 240-8000 px") from exc
+        low, high = MEDIA_LIMITS["image"].sides or (0, 0)
+        raise ProbeError(f"image has too many pixels; each side must be {low}-{high} px") from exc
     except UnidentifiedImageError as exc:
         raise ProbeError(_NOT_AN_IMAGE) from exc
     except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
