@@ -240,11 +240,18 @@ class TaskStore:
     def release(self, claim: Claim, **changes: Any) -> Task | None:
         """Give a lease back (with `changes`) if it is still ours; None if it was not."""
         owner, until = _lease(claim.work)
-        sets: dict[str, Any] = {**changes, "updated_at": self.now()}
+        sets: dict[str, Any] = {**changes, "updated_at": self.now()} if changes else {}
         if "next_poll_at" in sets:
             sets.update(self._due_attrs(claim.task_id, sets["next_poll_at"]))
+        condition = [f"{owner} = :holder"]
         return self._update(
-            claim.task_id, sets, [owner, until], set(Status), [f"{owner} = :holder"], {":holder": claim.owner}
+            claim.task_id,
+            sets,
+            [owner, until],
+            set(Status),
+            condition,
+            {":holder": claim.owner},
+            touch=bool(changes),
         )
 
     def finished_step(self, claim: Claim, rest: list[Step]) -> Task | None:
