@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -22,3 +23,27 @@ def test_layer_requirements_match_the_runtime_dependencies() -> None:
     declared = names(project["dependencies"]) - {"boto3"}  # the Lambda runtime ships boto3
     layer = names((ROOT / "layers/common/requirements.txt").read_text().splitlines())
     assert layer == declared
+
+
+LOCAL_ONLY = {"i2v_local", "i2v_cli", "moto", "av", "numpy", "rich", "werkzeug", "yaml"}
+
+
+def test_the_layer_package_imports_nothing_that_only_the_local_stack_has() -> None:
+    found = set()
+    for path in (ROOT / "layers/common/i2v").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            found |= {(path.name, name) for name in names if name.split(".")[0] in LOCAL_ONLY}
+    assert found == set()
+
+
+def test_the_layer_build_copies_the_package_and_deletes_nothing() -> None:
+    recipe = (ROOT / "layers/common/Makefile").read_text()
+    assert 'cp -r i2v "$(ARTIFACTS_DIR)/python/"' in recipe
+    assert not re.search(r"^\s*rm\s|\s-delete\b", recipe, re.MULTILINE)
+    assert not (ROOT / "layers/common/i2v/local").exists()
