@@ -45,6 +45,9 @@ class Faults:
     expire_results: bool = False  # result links answer 403 as if their signature expired
     fail_render: str | None = None  # fail every task with this message
     hang_submit_after_accept: bool = False  # accept the job, then never answer the submit
+    # Hold each task that starts rendering at `processing` with this progress until the switch is cleared
+    # (set back to None); the render then runs as usual. Lets a test observe a task mid-render.
+    hold_progress: int | None = None
 
 
 @dataclass
@@ -278,6 +281,9 @@ class Simulator:
             if task.state != "queued":
                 continue
             task.state = "processing"
+            self._hold(task)
+            if task.state != "processing":  # cancelled while held
+                continue
             try:
                 task.video = self.render_task(task)
                 outcome, error = "succeeded", None
@@ -290,6 +296,14 @@ class Simulator:
                 if outcome == "succeeded":
                     task.progress = 100
             self._notify(task)
+
+    def _hold(self, task: SimTask) -> None:
+        """With the hold_progress fault on, the task shows that progress until the fault is cleared (tests
+        reset `faults` after each test), it is cancelled, or the simulator stops."""
+        while (held := self.faults.hold_progress) is not None and task.state == "processing":
+            task.progress = held
+            if self._released.wait(0.05):
+                return
 
     def render_task(self, task: SimTask) -> Path:
         """Fetch the inputs and render. Subclasses extend it to note start times or check parameters late."""

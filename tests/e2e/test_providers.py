@@ -66,11 +66,20 @@ def test_polled_provider_finishes_through_the_sweeper(
 def test_progress_and_queue_state_are_shown_while_processing(
     sims: dict[str, Simulator], api: httpx.Client, image_url: str
 ) -> None:
-    sims["evolink"].faults.stall = True
+    evolink = sims["evolink"]
+    evolink.faults.hold_progress = 37  # the render stops at 37 % until released
     task = create(api, body_for("evolink", image_url))
-    view = wait_for(lambda: (v := api.get(f"/v1/videos/{task['id']}").json())["queue_state"] and v)
-    assert view["queue_state"] == "pending"  # EvoLink's own word, as polled
-    assert view["progress"] == 0
+
+    def processing_with_progress() -> dict[str, object] | None:
+        view: dict[str, object] = api.get(f"/v1/videos/{task['id']}").json()
+        return view if view["status"] == "processing" and view["progress"] != 0 else None
+
+    view = wait_for(processing_with_progress, 20)  # as the sweeper polled it
+    assert view["progress"] == 37  # the provider's number: neither a new task's 0 nor a finished one's 100
+    assert view["queue_state"] == "processing"  # EvoLink's own word
+    evolink.faults.hold_progress = None
+    done = finished(api, task["id"])
+    assert (done["status"], done["progress"]) == ("succeeded", 100)
 
 
 def test_failover_on_503_uses_the_next_provider_and_never_returns(
