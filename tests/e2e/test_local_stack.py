@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import av
 import boto3
@@ -41,8 +45,43 @@ def test_http_task_ends_succeeded_with_a_real_mp4_in_s3(
         assert stream.codec_context.name == "h264"
         assert min(stream.width, stream.height) == 720
         assert abs(frames / float(stream.average_rate or 24) - 2) <= 0.2
-    again = api.get(f"/v1/videos/{task['id']}").json()
-    assert again["output_url"] != view["output_url"] or again["expires_at"] >= view["expires_at"]
+
+
+def signing(output_url: str) -> tuple[float, int]:
+    """(when the URL was signed, for how many seconds) from its SigV4 query."""
+    query = parse_qs(urlsplit(output_url).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return signed_at.timestamp(), int(query["X-Amz-Expires"][0])
+
+
+def test_every_get_of_a_succeeded_task_presigns_a_new_output_url_that_downloads_the_video(
+    api: httpx.Client, image_url: str
+) -> None:
+    task = create(api, {"image_url": image_url, "resolution": "720p", "duration": 2})
+    assert finished(api, task["id"])["status"] == "succeeded"
+
+    def get() -> dict[str, Any]:
+        before = time.time()
+        view: dict[str, Any] = api.get(f"/v1/videos/{task['id']}").json()
+        after = time.time()
+        signed_at, lifetime = signing(view["output_url"])
+        # Signed while answering this GET, not kept from an earlier one.
+        assert int(before) <= signed_at <= after
+        assert lifetime == 900  # presign_seconds
+        # moto serves presigned GETs without checking their signature or expiry, so the lifetime is read from
+        # the URL: it is the one the view announces, and S3 refuses the URL after it.
+        assert abs(datetime.fromisoformat(view["expires_at"]).timestamp() - (signed_at + lifetime)) <= 1
+        return view
+
+    first = get()
+    # SigV4 dates have whole seconds: once the clock has moved on, a GET that presigns anew gives another URL.
+    second = wait_for(lambda: (view := get())["output_url"] != first["output_url"] and view, seconds=5)
+    assert signing(second["output_url"])[0] > signing(first["output_url"])[0]
+    assert second["expires_at"] > first["expires_at"]
+    for view in (first, second):
+        download = httpx.get(view["output_url"])
+        assert download.status_code == 200
+        assert hashlib.sha256(download.content).hexdigest() == view["output"]["sha256"]
 
 
 def test_duplicate_callbacks_ingest_once(
