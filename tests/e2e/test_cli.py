@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 
 from i2v_cli import main
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
+from tests.e2e.flows import create
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -54,16 +56,27 @@ def test_a_refused_request_prints_the_field_and_exits_1(
 
 
 def test_status_list_cancel_and_providers_print_json(
-    stack: LocalStack, sims: dict[str, Simulator], capsys: pytest.CaptureFixture[str]
+    stack: LocalStack,
+    sims: dict[str, Simulator],
+    api: httpx.Client,
+    image_url: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    sims["local"].faults.stall = True  # the tasks stay in flight, so one can be cancelled
+    older = create(api, {"image_url": image_url, "duration": 2})["id"]
+    newer = create(api, {"image_url": image_url, "duration": 2})["id"]
+
     assert cli(stack, "providers") == 0
     assert {p["name"] for p in json.loads(capsys.readouterr().out)} >= {"local", "evolink"}
-    assert cli(stack, "list", "--limit", "5") == 0
-    listed = json.loads(capsys.readouterr().out)["items"]
-    assert listed
-    task_id = listed[0]["id"]
-    assert cli(stack, "status", task_id) == 0
-    assert json.loads(capsys.readouterr().out)["id"] == task_id
+    assert cli(stack, "list", "--limit", "1") == 0
+    assert [t["id"] for t in json.loads(capsys.readouterr().out)["items"]] == [newer]  # newest first
+    assert cli(stack, "status", older) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["status"]) == (older, "submitted")
+    assert cli(stack, "cancel", older) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
+    assert api.get(f"/v1/videos/{older}").json()["status"] == "cancelled"
+    assert api.get(f"/v1/videos/{newer}").json()["status"] == "submitted"
     assert cli(stack, "cancel", "vid_nope") == 1
     assert "404" in capsys.readouterr().err
 
