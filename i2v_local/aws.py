@@ -6,11 +6,13 @@ each function's environment is the template's, resolved against them, so local c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +224,38 @@ def provision(
     return res
 
 
+_serialized = threading.Event()
+_ITEM_CALLS = ("get_item", "query", "put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def serialize_item_writes() -> None:
+    """Make moto's DynamoDB as atomic per item as DynamoDB.
+
+    moto's server answers on threads and checks a ConditionExpression, then applies the write, with no lock
+    between the two: two writers racing on one item can both pass the check (measured on moto 5.2.5: four
+    threads racing a conditional SET on one item had two winners in 12 rounds of 1000). DynamoDB serialises
+    the writes to an item, and the gateway's leases and conditional moves rely on that, so the local stack
+    runs moto's item reads and writes one at a time (moto runs in this process).
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if _serialized.is_set():
+        return
+    _serialized.set()
+    lock = threading.RLock()
+
+    def serialized(call: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(call)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return call(self, *args, **kwargs)
+
+        return run
+
+    for name in _ITEM_CALLS:
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+
+
 @contextmanager
 def moto_server(port: int = 0) -> Iterator[str]:
     """moto's threaded server on loopback (a free port by default); yields its endpoint URL.
@@ -233,6 +267,7 @@ def moto_server(port: int = 0) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call drowns everything else
+    serialize_item_writes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

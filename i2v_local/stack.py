@@ -142,6 +142,45 @@ def sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> dict[str
     }
 
 
+class _PerThread:
+    """A class-level attribute whose value is per thread (a data descriptor, so it wins over assignment to the
+    same name on a base class)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self._local.value
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self._local.value = value
+
+
+def keep_invocations_apart() -> None:
+    """Give each thread its own powertools invocation state.
+
+    powertools' `resolve()` assigns the event and context to class attributes of `BaseRouter`, shared by every
+    resolver in the process. Deployed, a process runs one invocation at a time, so that is safe; the local
+    stack runs many at once on threads, so here the resolver class reads them from per-thread slots, set
+    before powertools' own `resolve` runs. Each container still has its own resolver (its route context).
+    """
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+    if isinstance(ApiGatewayResolver.__dict__.get("current_event"), _PerThread):
+        return
+    resolve = ApiGatewayResolver.resolve
+    event_slot, context_slot = _PerThread(), _PerThread()
+
+    def resolve_on_this_thread(self: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
+        event_slot.__set__(self, self._to_proxy_event(event))
+        context_slot.__set__(self, context)
+        return resolve(self, event, context)
+
+    ApiGatewayResolver.current_event = event_slot  # type: ignore[assignment]
+    ApiGatewayResolver.lambda_context = context_slot  # type: ignore[assignment]
+    ApiGatewayResolver.resolve = resolve_on_this_thread  # type: ignore[method-assign]
+
+
 class Function:
     """One function as Lambda runs it: containers, each running one event at a time. An event goes to an idle
     container, or to a new one (a cold start) when all are busy, up to `concurrency`."""
@@ -247,6 +286,7 @@ class LocalStack:
             env["I2V_HTTP_TIMEOUT_SECONDS"] = str(self.http_timeout)
         os.environ.update(env)
         clear_parameter_caches()
+        keep_invocations_apart()
         self._wire()
         self.records.put_api_key(self.api_key, self.tenant)
         server = self._server

@@ -238,13 +238,6 @@ def fine_interleaving() -> Iterator[None]:
     sys.setswitchinterval(default)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="powertools' resolve() assigns BaseRouter.current_event, a class attribute shared by every "
-    "resolver in the process, so the local stack's per-container resolvers (i2v_local.stack.Function) do not "
-    "keep concurrent invocations apart: a few % of the burst's answers belong to another request (a 200 for "
-    "a bad key, a create's 422 on an upload). One invocation per process, as deployed, is not affected.",
-)
 def test_every_answer_under_concurrent_mixed_requests_is_its_own_routes_answer(
     stack: LocalStack, api: httpx.Client, tasks: list[str], fine_interleaving: None
 ) -> None:

@@ -13,7 +13,7 @@ from i2v.runtime import Runtime
 from i2v.submit import callback_token
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
-from tests.e2e.flows import bus_events, create, finished, stored_item, wait_for
+from tests.e2e.flows import bus_events, create, finished, task_state, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -202,7 +202,7 @@ def test_forged_callback_changes_nothing_per_callback_provider(
 ) -> None:
     sims[provider].faults.stall = True
     task = create(api, body_for(provider, image_url))
-    before = stored_item(rt, task["id"])
+    before = task_state(rt, task["id"])
     forged = httpx.post(
         f"{stack.url}/v1/callbacks/{provider}/{task['id']}", params={"token": "f" * 64}, json={}
     )
@@ -213,7 +213,7 @@ def test_forged_callback_changes_nothing_per_callback_provider(
         f"{stack.url}/v1/callbacks/{wrong_provider}/{task['id']}", params={"token": token}, json={}
     )
     assert misrouted.status_code == 404
-    assert stored_item(rt, task["id"]) == before
+    assert task_state(rt, task["id"]) == before
 
 
 def test_named_provider_that_cannot_serve_the_request_is_a_422_saying_why(

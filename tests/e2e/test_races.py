@@ -3,17 +3,13 @@ be asked to stop one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from i2v.providers import registry
 from i2v.runtime import Runtime
 from i2v_local.simulator import Simulator
-from i2v_local.stack import LocalStack
 from tests.e2e.flows import bus_events, create, wait_for
-from tests.moto_atomic import atomic_dynamodb
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +19,6 @@ CANCELLABLE = sorted(
     for name, entry in registry.PROVIDERS.items()
     if entry.build("http://127.0.0.1", "key").capabilities.cancel
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _atomic_item_writes(stack: LocalStack) -> Iterator[None]:
-    with atomic_dynamodb():
-        yield
 
 
 @pytest.mark.parametrize("provider", CANCELLABLE)

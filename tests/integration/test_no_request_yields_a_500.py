@@ -213,13 +213,6 @@ def test_create_bodies_that_reach_probing_routing_and_submit_get_a_202_or_a_4xx_
     assert seen["422 routing"] >= total // 20, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="i2v.models.VideoRequest accepts a metadata key '' (only keys over 64 characters are refused) and "
-    "the task is stored with it: DynamoDB refuses an empty attribute name, map keys included "
-    "(ValidationException, a 500); moto stores it, then cannot answer for the item (botocore AttributeError "
-    "parsing the submit's update_item)",
-)
 def test_an_empty_metadata_key_is_a_422_not_a_500(
     tenant: str, local_sim: LocalSimulator, sample_url: str
 ) -> None:

@@ -38,16 +38,9 @@ from i2v.sweep import sweep
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.stack import FakeContext, load_handler, sqs_event
-from tests.moto_atomic import atomic_dynamodb
 from tests.support import api_call, invoke, load_event
 
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # the box every MP4 starts with
-
-
-@pytest.fixture(autouse=True)
-def _atomic_item_writes(aws: LocalResources) -> Iterator[None]:
-    with atomic_dynamodb():
-        yield
 
 
 def past() -> int:

@@ -46,7 +46,9 @@ def ingest(rt: Runtime, message: IngestMessage) -> str:
         conclude(rt, task.id, Status.FAILED, holding=claim, error=error)
         return "failed"
     if conclude(rt, task.id, Status.SUCCEEDED, holding=claim, output=output, progress=100) is None:
-        # Our lease ran out (this copy took too long) and the task ended otherwise: the object is a stray.
-        rt.s3.delete_object(Bucket=bucket, Key=key)
+        # Our lease ran out (this copy took too long). If another copy made the task succeed, the object at
+        # the key is its video too; if the task ended otherwise, ours is a stray no one may serve.
+        if rt.tasks.require(task.id).status is not Status.SUCCEEDED:
+            rt.s3.delete_object(Bucket=bucket, Key=key)
         return "lost_lease"
     return "succeeded"

@@ -152,10 +152,8 @@ class VideoRequest(BaseModel):
     @classmethod
     def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
-            if len(key) > 64 or len(item) > MAX_METADATA_VALUE:
-                raise ValueError(
-                    f"keys must be at most 64 and values at most {MAX_METADATA_VALUE} characters"
-                )
+            if not key or len(key) > 64 or len(item) > MAX_METADATA_VALUE:
+                raise ValueError(f"keys must be 1-64 and values at most {MAX_METADATA_VALUE} characters")
         return value
 
     def resolved_mode(self) -> Mode:
