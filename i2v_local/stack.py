@@ -191,6 +191,9 @@ class Function:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)
         self.cold_starts = 0
+        # Held while an event source (a queue pump, the schedule) invokes the function: pausing the source
+        # takes it, so once `LocalStack.pause` returns, no invocation from that source is still running.
+        self.source_gate = threading.Lock()
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._slots:
@@ -242,7 +245,7 @@ class LocalStack:
         self._server: BaseWSGIServer | None = None
         self._routes = Map()
         self._threads: list[threading.Thread] = []
-        self.paused: set[str] = set()  # logical ids of functions whose event sources tests have paused
+        self.paused: set[str] = set()  # logical ids of functions whose event sources are paused (`pause`)
 
     @property
     def url(self) -> str:
@@ -339,6 +342,28 @@ class LocalStack:
     def invoke(self, logical: str, event: dict[str, Any]) -> Any:
         return self.functions[logical].invoke(event)
 
+    def pause(self, logical: str) -> None:
+        """Stop a function's event sources (queue pumps, schedule); returns once none of their invocations
+        is still running. `resume` starts them again."""
+        self.paused.add(logical)
+        with self.functions[logical].source_gate:
+            pass
+
+    def resume(self, logical: str | None = None) -> None:
+        """Start a function's event sources again (every function's, when None)."""
+        if logical is None:
+            self.paused.clear()
+        else:
+            self.paused.discard(logical)
+
+    def _from_source(self, logical: str, event: dict[str, Any]) -> Any | None:
+        """Invoke on behalf of an event source, unless paused (then None and nothing ran)."""
+        function = self.functions[logical]
+        with function.source_gate:
+            if logical in self.paused:
+                return None
+            return function.invoke(event)
+
     @property
     def records(self) -> Records:
         """The table's API keys and other records, as the functions see them."""
@@ -381,7 +406,13 @@ class LocalStack:
                 messages = got.get("Messages", [])
                 if not messages:
                     continue
-                result = self.invoke(logical, sqs_event(messages, arn)) or {}
+                result = self._from_source(logical, sqs_event(messages, arn))
+                if result is None:  # paused meanwhile: the messages wait for the source to resume
+                    for m in messages:
+                        sqs.change_message_visibility(
+                            QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                        )
+                    continue
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
                 for m in messages:
                     if m["MessageId"] in failed:
@@ -401,7 +432,7 @@ class LocalStack:
             if logical in self.paused:
                 continue
             try:
-                self.invoke(logical, schedule_event())
+                self._from_source(logical, schedule_event())
             except Exception:
                 log.exception("scheduled %s failed", logical)
 

@@ -48,7 +48,7 @@ def sims(stack: LocalStack) -> Iterator[dict[str, Simulator]]:
     yield stack.simulators
     for simulator in stack.simulators.values():
         simulator.faults = Faults()
-    stack.paused.clear()
+    stack.resume()
 
 
 @pytest.fixture

@@ -41,16 +41,6 @@ def stored_item(rt: Runtime, task_id: str) -> dict[str, Any]:
     return item
 
 
-# What a sweeper's turn at an unfinished task writes (its lease, the next poll, the bookkeeping): the sweeper
-# runs every 0.5 s on the test stack, so "nothing changed" compares the rest of the task.
-SWEEP_TURN = frozenset({"lease_poll", "lease_poll_until", "next_poll_at", "due_sk", "updated_at", "version"})
-
-
-def task_state(rt: Runtime, task_id: str) -> dict[str, Any]:
-    """The stored task but for what the sweeper's own turns change."""
-    return {k: v for k, v in stored_item(rt, task_id).items() if k not in SWEEP_TURN}
-
-
 def bus_events(rt: Runtime, queue_url: str, task_id: str) -> list[dict[str, Any]]:
     """Every event on the bus about a task, read once the task's after-end steps are all done (so every
     send that will happen has happened; moto delivers bus events to the queue within put_events)."""
