@@ -5,12 +5,12 @@ announced once (one event, one webhook message), and the provider was paid once.
 
 Each run of the machine is one task, made through `create` with a real image URL (probed) on the `local`
 simulator, stalled so the job waits for the machine's rules to finish it. Time is the runtime's clock,
-frozen per run and moved only by the rules, so leases and deadlines lapse only when a rule says so.
+frozen per run and moved only by the rules, so leases and deadlines lapse only when a rule says so. The
+races rely on moto's item writes being one at a time, as DynamoDB's are (`i2v_local.aws.moto_server`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import secrets
@@ -107,29 +107,6 @@ def events_queue(aws: LocalResources) -> str:
     events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
     events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
     return url
-
-
-@pytest.fixture
-def atomic_moto() -> Iterator[None]:
-    """DynamoDB serialises the writes to an item, and the leases rely on it; moto's server (in this
-    process) checks a condition and applies the update with no lock between, so two racing conditional
-    writes can both win. The races here serialise moto's item calls, to test the gateway, not moto."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-
-    def locked(call: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(call)
-        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return call(self, *args, **kwargs)
-
-        return run
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("get_item", "query", "put_item", "update_item", "delete_item", "transact_write_items"):
-            patch.setattr(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
-        yield
 
 
 @dataclass
@@ -510,7 +487,6 @@ class Lifecycle(RuleBasedStateMachine):
             assert not task.outbox, f"its outbox was never done: {task.outbox}"
 
 
-@pytest.mark.usefixtures("atomic_moto")
 def test_any_interleaving_moves_forward_ends_once_and_is_announced_once(
     rt: Runtime,
     tenant: str,
