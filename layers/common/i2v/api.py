@@ -7,11 +7,18 @@ a resolver holds the event it is resolving, so each concurrent invocation needs 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, Field
@@ -19,6 +26,7 @@ from pydantic import BaseModel, Field
 from i2v import cancel, create, uploads
 from i2v.delivery import tenant_secret
 from i2v.models import (
+    MAX_BODY_CHARS,
     FieldError,
     ProviderHealth,
     RequestProblem,
@@ -56,9 +64,51 @@ def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
     return Response(status_code=status, content_type="application/json", body=model)
 
 
+def json_loads(text: str) -> Any:
+    """A request body's JSON. Nesting deep enough to exhaust the parser's recursion is a decode error
+    (a 422 naming the body), not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+class JsonBodies(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, for an API whose bodies are JSON and small.
+
+    Any other content type is refused before its parser runs (powertools' multipart parser raises a bare
+    ValueError for a missing boundary), and so is a body longer than any valid request can be.
+    """
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        content_type = app.current_event.headers.get("content-type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type not in ("", "application/json"):
+            raise RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": content_type}],
+            )
+        if len(app.current_event.decoded_body or "") > MAX_BODY_CHARS:
+            raise RequestProblem(
+                413,
+                "Request body too large",
+                [FieldError(field="body", message=f"at most {MAX_BODY_CHARS} characters")],
+            )
+        body: dict[str, Any] = super()._get_body(app)
+        return body
+
+
+def unsupported_media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+    return problem(415, "Unsupported media type", "send the body as application/json")
+
+
 def validation_problem(exc: RequestValidationError) -> Response[Any]:
     errors = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "")
+            errors.append(FieldError(field="body", message=f"not valid JSON: {reason}".rstrip(": ")))
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
         message = str(err.get("msg", err.get("type", "invalid")))
         errors.append(FieldError(field=".".join(loc) or "body", message=message))
@@ -68,7 +118,9 @@ def validation_problem(exc: RequestValidationError) -> Response[Any]:
 
 def create_app(rt: Runtime) -> APIGatewayRestResolver:
     """The API's resolver, its routes working on `rt`."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_loads)
+    # Powertools builds each route's middleware stack from this attribute, request validation first.
+    app._request_validation_middleware = JsonBodies()  # type: ignore[no-untyped-call]
     app.enable_swagger(
         path="/docs",
         title="i2v-gateway",
@@ -78,6 +130,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         security=[{"bearer": []}],
     )
     app.exception_handler(RequestValidationError)(validation_problem)
+    app.exception_handler(RequestUnsupportedContentType)(unsupported_media_type)
     app.exception_handler(RequestProblem)(problem_for)
 
     @app.not_found

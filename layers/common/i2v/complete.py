@@ -31,7 +31,9 @@ logger = Logger(child=True)
 
 def on_callback(rt: Runtime, provider: str, task_id: str, token: str, body: bytes = b"") -> Task:
     """Verify the per-task token, then trust only what the provider's status API says."""
-    if not hmac.compare_digest(callback_token(rt, task_id), token):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and anyone can send any token.
+    given = token.encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(callback_token(rt, task_id).encode(), given):
         raise RequestProblem(401, "Invalid callback token")
     task = rt.tasks.get(task_id)
     last = task.attempts[-1] if task and task.attempts else None

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 MAX_PROMPT = 5000
 MAX_NEGATIVE_PROMPT = 500
@@ -18,6 +20,9 @@ MAX_SEED = 2_147_483_647
 MAX_URL = 2048
 MAX_METADATA_KEYS = 16
 MAX_METADATA_VALUE = 512
+MAX_PROVIDERS, MAX_PROVIDER_NAME = 10, 32
+# Longer than any valid request body can be (every field at its limit, every character JSON-escaped).
+MAX_BODY_CHARS = 256 * 1024
 
 Kind = Literal["image", "video", "audio"]
 
@@ -96,14 +101,34 @@ class RequestProblem(Exception):
         return cls(422, "Request validation failed", [FieldError(field=field, message=message)])
 
 
+def parseable_url(url: str) -> str:
+    """Refuse what pattern checks let through but URL parsers (ours, httpx's, a resolver's) cannot read:
+    control characters, `http://[x`, a port out of range, a host that is not a valid IDNA name."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in url):
+        raise ValueError("must not contain control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily, and raises for a port out of range
+        host = httpx.URL(url).host
+    except (ValueError, httpx.InvalidURL) as exc:  # IDNA errors are ValueErrors too
+        raise ValueError(f"is not a URL that can be parsed: {exc}") from None
+    if not parts.hostname or not host:
+        raise ValueError("has no host")
+    return url
+
+
 MediaUrl = Annotated[
     str,
+    AfterValidator(parseable_url),
     Field(
         max_length=MAX_URL,
         pattern=r"^(https?|s3)://\S+$",
         description="http(s) URL the provider can fetch, or s3://<our bucket>/<key> from POST /v1/uploads",
     ),
 ]
+
+
+ProviderName = Annotated[str, Field(min_length=1, max_length=MAX_PROVIDER_NAME)]
 
 
 class VideoRequest(BaseModel):
@@ -128,10 +153,13 @@ class VideoRequest(BaseModel):
     prompt_extend: bool = True
     watermark: bool = False
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    provider: str | list[str] | None = Field(default=None, description="Provider name or ordered list")
+    provider: (
+        ProviderName | Annotated[list[ProviderName], Field(min_length=1, max_length=MAX_PROVIDERS)] | None
+    ) = Field(default=None, description=f"Provider name or ordered list of at most {MAX_PROVIDERS}")
     webhook_url: (
         Annotated[
             str,
+            AfterValidator(parseable_url),
             Field(
                 max_length=MAX_URL,
                 pattern=r"^https?://\S+$",
