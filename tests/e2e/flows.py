@@ -11,6 +11,7 @@ import boto3
 import httpx
 
 from i2v.runtime import Runtime
+from i2v_local.stack import LocalStack
 from tests.support import load_event
 
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -39,6 +40,20 @@ def stored_item(rt: Runtime, task_id: str) -> dict[str, Any]:
     item = rt.tasks.table.get(f"TASK#{task_id}")
     assert item is not None
     return item
+
+
+def drained(stack: LocalStack, queue: str) -> None:
+    """Wait until a queue holds no message, visible or being handled: every message sent to it so far has
+    been handled and deleted (the stack's pumps delete a message only after its function returned)."""
+    assert stack.resources is not None
+    url = stack.resources.refs[queue]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+    def empty() -> bool:
+        counts = boto3.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return all(counts[name] == "0" for name in names)
+
+    wait_for(empty)
 
 
 def bus_events(rt: Runtime, queue_url: str, task_id: str) -> list[dict[str, Any]]:

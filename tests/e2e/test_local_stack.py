@@ -20,7 +20,16 @@ from standardwebhooks import Webhook
 from i2v.runtime import Runtime
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
-from tests.e2e.flows import bus_events, create, finished, stored_item, tasks_for_key, upload_event, wait_for
+from tests.e2e.flows import (
+    bus_events,
+    create,
+    drained,
+    finished,
+    stored_item,
+    tasks_for_key,
+    upload_event,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +102,7 @@ def test_duplicate_callbacks_ingest_once(
     assert view["status"] == "succeeded"
     provider_id = view["attempts"][-1]["provider_task_id"]
     wait_for(lambda: len([c for c in sim.callbacks_sent if task["id"] in c[0]]) >= 5)
-    time.sleep(1.5)  # let every duplicate's ingest message be handled
+    drained(stack, "IngestQueue")  # every duplicate's ingest message handled (each was sent before its 200)
     assert [status for url, status in sim.callbacks_sent if task["id"] in url] == [200] * 5
     assert sim.downloads[provider_id] == 1
     listed = boto3.client("s3").list_objects_v2(
@@ -297,6 +306,7 @@ def webhook_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]
 
 
 def test_finished_task_is_delivered_as_a_signed_webhook_retried_until_accepted(
+    stack: LocalStack,
     api: httpx.Client,
     image_url: str,
     webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]], list[int]],
@@ -316,7 +326,7 @@ def test_finished_task_is_delivered_as_a_signed_webhook_retried_until_accepted(
     webhook = api.get(f"/v1/videos/{task['id']}").json()["webhook"]
     assert webhook["delivered"] is True
     assert [a["result"] for a in webhook["attempts"]] == ["HTTP 500", "HTTP 503", "HTTP 204"]
-    time.sleep(1)
+    drained(stack, "DeliveryQueue")
     assert len(seen) == 3  # delivered once it was accepted, never again
 
 

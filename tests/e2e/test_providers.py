@@ -13,7 +13,7 @@ from i2v.runtime import Runtime
 from i2v.submit import callback_token
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
-from tests.e2e.flows import bus_events, create, finished, stored_item, wait_for
+from tests.e2e.flows import bus_events, create, drained, finished, stored_item, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -184,7 +184,7 @@ def test_duplicate_callbacks_give_one_output_per_callback_provider(
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
     wait_for(lambda: len(callbacks_for(sim, task["id"])) >= 5)
-    time.sleep(1)  # every duplicate's ingest message handled
+    drained(stack, "IngestQueue")  # every duplicate's ingest message handled (each was sent before its 200)
     assert sim.downloads[view["attempts"][-1]["provider_task_id"]] == 1
     listed = boto3.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix=view["output"]["key"])
     assert listed["KeyCount"] == 1
