@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     provider_keys_arn: str = ""  # Secrets Manager secret: {"evolink": "<key>", ...} when deployed
     # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
     allow_private_urls: bool = False
+    # Ports a fetched or webhook URL may name when private URLs are not allowed ("80,443,8443").
+    allowed_ports: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 443])
+    probe_deadline_seconds: float = 5.0  # the whole read of one input's header, however the server paces it
+    # The whole copy of a result into S3; shorter than the ingest function's 300 s timeout.
+    ingest_deadline_seconds: float = 240.0
     probe_media: bool = True  # read each input's header and check the model's limits before submitting
     default_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])
     task_deadline_seconds: int = 3600
@@ -46,7 +51,7 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 10.0
     sweeper_concurrency: int = 8
 
-    @field_validator("default_providers", mode="before")
+    @field_validator("default_providers", "allowed_ports", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         # "evolink,novita" in the environment (a CloudFormation parameter); a list in code.

@@ -14,9 +14,15 @@ import json
 from datetime import UTC, datetime
 
 import httpx
+from aws_lambda_powertools import Logger
 from standardwebhooks import Webhook
 
+from i2v.media import fetch_deadline, unreachable
 from i2v.models import TaskView
+
+logger = Logger(child=True)
+
+RESPONSE_READ_CAP = 64 * 1024  # of a receiver's answer; the rest is never read
 
 EVENT_TYPES = {
     "succeeded": "video.succeeded",
@@ -59,13 +65,35 @@ def signed_event(view: TaskView, secret: str, now: datetime | None = None) -> tu
     return headers, body
 
 
-def post(client: httpx.Client, url: str, headers: dict[str, str], body: str) -> int:
-    """POST the event; the status code, or DeliveryFailed naming what went wrong."""
+def post(client: httpx.Client, url: str, headers: dict[str, str], body: str, *, timeout: float = 10.0) -> int:
+    """POST the event; the status code, or DeliveryFailed naming what went wrong.
+
+    The whole exchange ends within `timeout` seconds, and at most RESPONSE_READ_CAP bytes of the answer are
+    read (only its status matters): a receiver answering slowly or with a huge body costs no more than that.
+    """
     try:
         # No redirects: a receiver that moved must be configured anew, not followed with a signed body.
-        resp = client.post(url, content=body, headers=headers, timeout=10.0, follow_redirects=False)
+        with (
+            fetch_deadline(timeout),
+            client.stream(
+                "POST", url, content=body, headers=headers, timeout=timeout, follow_redirects=False
+            ) as resp,
+        ):
+            _skim(resp)
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"no answer: {exc.__class__.__name__}") from exc
+        logger.info("webhook got no answer", url=url, error=repr(exc))
+        # One text for refused, unreachable and timed out, as for every fetch (see media.unreachable).
+        raise DeliveryFailed(f"no answer: {unreachable(url)}") from exc
     if not 200 <= resp.status_code < 300:
         raise DeliveryFailed(f"HTTP {resp.status_code}")
     return resp.status_code
+
+
+def _skim(resp: httpx.Response) -> None:
+    """Read a little of the body, so a short answer leaves the connection reusable; closing the response
+    with more unread drops the connection instead of draining it."""
+    read = 0
+    for piece in resp.iter_raw():  # raw: a compressed answer is never inflated
+        read += len(piece)
+        if read >= RESPONSE_READ_CAP:
+            return

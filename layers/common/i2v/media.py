@@ -5,11 +5,19 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
+import ssl
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
+from aws_lambda_powertools import Logger
 
 from i2v.models import Output
 
@@ -17,73 +25,333 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+logger = Logger(child=True)
+
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts (min 5 MiB); bounds ingest memory to about one part
 MAX_OUTPUT_BYTES = 2 * 1024**3
+# Shorter than the ingest function's timeout (300 s), so a slow result URL ends as a clean, retried failure
+# (multipart upload aborted, lease given back) rather than a killed invocation.
+INGEST_DEADLINE_SECONDS = 240.0
+DEFAULT_PORTS = frozenset({80, 443})  # what a fetched URL may name unless the deployment allows more
+DNS_TIMEOUT_SECONDS = 5.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrl(Exception):
     """A URL the guard refuses to fetch."""
 
 
-def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
+def unreachable(host_or_url: str) -> str:
+    """The one user-facing text for a host that does not resolve, resolves to a non-public address, refuses,
+    is unreachable or times out: telling these apart would let a tenant map networks it cannot reach."""
+    host = urlsplit(host_or_url).hostname if "://" in host_or_url else host_or_url
+    return f"{host or 'the host'} cannot be fetched"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which addresses are public: IANA's special-purpose registries, checked here rather than trusting the
+# running Python's `is_global` (3.11 calls 192.0.0.192, 224.0.0.1 and 2002:a9fe:a9fe:: global).
+
+_V4_SPECIAL = tuple(
+    ipaddress.IPv4Network(net)
+    for net in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # shared address space (carrier NAT; 100.100.100.200 is a cloud metadata service)
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local, the instance metadata service
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+        "192.168.0.0/16",
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the broadcast address
     )
+)
+_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_V6_SPECIAL = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID...
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: its last 32 bits are the IPv4 target
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def is_public(address: IPAddress) -> bool:
+    """Whether `address` is globally reachable unicast; an IPv6 form of an IPv4 address (mapped, 6to4,
+    NAT64) is judged by the IPv4 address it leads to."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(embedded)
+        # Only global unicast: this leaves out ::/96 (IPv4-compatible), ULA, link- and site-local, multicast.
+        return (
+            address in _V6_GLOBAL_UNICAST
+            and not any(address in net for net in _V6_SPECIAL)
+            and address.is_global
+        )
+    return not any(address in net for net in _V4_SPECIAL) and address.is_global
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The guard
+
+
+def check_url(
+    url: str, allow_private: bool, allowed_ports: Collection[int] = DEFAULT_PORTS
+) -> tuple[str, int]:
+    """(host, port) of an http(s) URL the guard may fetch, judged without DNS; else UnsafeUrl.
+
+    Ports other than `allowed_ports` are refused unless private URLs are allowed (the local stack, whose
+    servers listen on arbitrary loopback ports). A literal IP must be public; a name is checked at connect.
+    """
     try:
-        return [ipaddress.ip_address(host)]  # a literal needs no DNS
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UnsafeUrl(f"cannot resolve {host}") from exc
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]  # drop IPv6 zone ids
-
-
-def resolve_public(url: str, allow_private: bool) -> tuple[str, str]:
-    """(host, pinned IP) for an http(s) URL whose every address is public, else UnsafeUrl."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:  # an unclosed [ or a port that is not a number below 65536
+        raise UnsafeUrl("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise UnsafeUrl(f"only http(s) URLs with a host can be fetched, not {parts.scheme or 'no scheme'}")
-    host = parts.hostname
-    addresses = _addresses(host)
+    try:
+        host.encode("idna")
+    except UnicodeError:  # a control character, an empty label, a label over 63 characters
+        raise UnsafeUrl("is not a valid URL: the host is not a valid name") from None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     if not allow_private:
-        bad = [str(a) for a in addresses if _refused(a)]
-        if bad:
-            raise UnsafeUrl(f"{host} resolves to a private or reserved address ({bad[0]})")
+        if port not in allowed_ports:
+            ports = " or ".join(str(p) for p in sorted(allowed_ports))
+            raise UnsafeUrl(f"port {port} cannot be fetched; use port {ports}")
+        literal = _literal(host)
+        if literal is not None and not is_public(literal):
+            raise UnsafeUrl(f"{host} is a private or reserved address")
+    return host, port
+
+
+def public_addresses(host: str, allow_private: bool, timeout: float = DNS_TIMEOUT_SECONDS) -> list[IPAddress]:
+    """Every address of `host` (all of them checked, for the caller to connect to without resolving again).
+
+    UnsafeUrl if any is not public and private URLs are not allowed; OSError if the name does not resolve
+    within `timeout`. Neither message says which: both read as `unreachable(host)` to a user.
+    """
+    literal = _literal(host)
+    addresses = [literal] if literal is not None else _resolve(host, timeout)
+    if not allow_private:
+        refused = [a for a in addresses if not is_public(a)]
+        if refused:
+            logger.warning("url guard refused a non-public address", host=host, address=str(refused[0]))
+            raise UnsafeUrl(
+                f"{host} is a private or reserved address" if literal is not None else unreachable(host)
+            )
+    return addresses
+
+
+def resolve_public(
+    url: str, allow_private: bool, allowed_ports: Collection[int] = DEFAULT_PORTS
+) -> tuple[str, str]:
+    """(host, first checked IP) for a URL the guard would fetch, else UnsafeUrl (also when it does not
+    resolve)."""
+    host, _ = check_url(url, allow_private, allowed_ports)
+    try:
+        addresses = public_addresses(host, allow_private)
+    except OSError as exc:
+        logger.info("url guard could not resolve", host=host, error=repr(exc))
+        raise UnsafeUrl(unreachable(host)) from None
     return host, str(addresses[0])
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """Checks every hop (redirects included) and connects to the address it checked.
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%")[0])  # an IPv6 zone id names no other address
+    except ValueError:
+        return None
 
-    Pinning the checked IP closes the DNS-rebinding gap between check and connect; the original host
-    stays in the Host header and in TLS SNI, so certificates still verify against the name.
+
+def _resolve(host: str, timeout: float) -> list[IPAddress]:
+    """getaddrinfo with a time limit (a hostile name server can hold it for tens of seconds): the lookup
+    runs on a daemon thread left to finish on its own if it is late."""
+    answer: list[list[IPAddress] | BaseException] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            answer.append([ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos])
+        except BaseException as exc:  # handed to the waiting thread
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(max(timeout, 0.0)):
+        raise TimeoutError(f"resolving {host} took over {timeout:.1f} s")
+    result = answer[0]
+    if isinstance(result, BaseException):
+        raise result if isinstance(result, OSError) else OSError(f"cannot resolve {host}: {result!r}")
+    if not result:
+        raise OSError(f"{host} has no address")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A deadline over a whole fetch, however the server paces its bytes
+
+_deadline: ContextVar[float | None] = ContextVar("i2v_fetch_deadline", default=None)
+
+
+@contextmanager
+def fetch_deadline(seconds: float) -> Iterator[None]:
+    """Every network step of a guarded client inside the block (DNS, connect, TLS, each read and write)
+    must end within `seconds` from now, or it raises an httpx timeout: per-read timeouts alone let a server
+    sending one byte every half second hold a fetch for ever. A nested block never extends an outer one."""
+    end = time.monotonic() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(end if outer is None else min(outer, end))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _time_left(timeout: float | None, late: type[Exception]) -> float | None:
+    """`timeout` shortened to what the current deadline leaves; `late` raised once it has passed."""
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise late("the fetch deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write (and TLS handshake) ends by the current fetch deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """Resolves the host once, checks every address, connects to a checked one: no DNS rebinding between
+    check and connect. The connection pool above it is keyed by host name, so a connection is only ever
+    reused for the name it was opened (and its certificate verified) for."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._sockets = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            lookup = _time_left(timeout, httpcore.ConnectTimeout)
+            addresses = public_addresses(
+                host, self.allow_private, DNS_TIMEOUT_SECONDS if lookup is None else lookup
+            )
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        failure: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            try:
+                stream = self._sockets.connect_tcp(
+                    str(address),
+                    port,
+                    _time_left(timeout, httpcore.ConnectTimeout),
+                    local_address,
+                    socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+                continue
+            return _DeadlineStream(stream)
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("the guarded client opens no unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        self._sockets.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """Checks every hop (redirects included) before it is sent, and connects only to checked addresses.
+
+    The URL keeps its host name, so connections are pooled per name and TLS verifies the certificate
+    against that name on every new connection; the IP is pinned in the network backend instead.
     """
 
-    def __init__(self, allow_private: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        allow_private: bool,
+        allowed_ports: Collection[int] = DEFAULT_PORTS,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
+    ) -> None:
+        # Not HTTPTransport.__init__: it would build a pool (and an SSL context) only to be replaced.
         self.allow_private = allow_private
+        self.allowed_ports = frozenset(allowed_ports)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(allow_private),
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        host, ip = resolve_public(str(request.url), self.allow_private)
-        if host != ip:
-            request.url = request.url.copy_with(host=ip)
-            request.extensions = {**request.extensions, "sni_hostname": host}
+        check_url(str(request.url), self.allow_private, self.allowed_ports)
         return super().handle_request(request)
 
 
-def guarded_client(allow_private: bool, timeout: float = 30.0) -> httpx.Client:
+def guarded_client(
+    allow_private: bool,
+    timeout: float = 30.0,
+    *,
+    allowed_ports: Collection[int] = DEFAULT_PORTS,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.Client:
     return httpx.Client(
-        transport=GuardedTransport(allow_private),
+        transport=GuardedTransport(allow_private, allowed_ports, verify=verify),
         timeout=httpx.Timeout(timeout, connect=5.0),
         follow_redirects=True,
         max_redirects=3,
@@ -106,9 +374,19 @@ def _presign(s3: S3Client, operation: str, params: dict[str, str], seconds: int)
 
 
 def stream_to_s3(
-    client: httpx.Client, s3: S3Client, url: str, bucket: str, key: str, metadata: dict[str, str]
+    client: httpx.Client,
+    s3: S3Client,
+    url: str,
+    bucket: str,
+    key: str,
+    metadata: dict[str, str],
+    *,
+    deadline: float = INGEST_DEADLINE_SECONDS,
 ) -> Output:
-    """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time."""
+    """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time.
+
+    The whole copy ends within `deadline` seconds (an httpx timeout past it, which the caller retries)."""
+    end = time.monotonic() + deadline
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata)
     upload_id = upload["UploadId"]
     digest = hashlib.sha256()
@@ -116,7 +394,7 @@ def stream_to_s3(
     size = 0
     head = b""
     try:
-        with client.stream("GET", url) as resp:
+        with fetch_deadline(deadline), client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise IngestError(
                     f"result URL answered HTTP {resp.status_code}",
@@ -131,6 +409,8 @@ def stream_to_s3(
                 if size > MAX_OUTPUT_BYTES:
                     raise IngestError("result is larger than the 2 GiB limit")
                 buffer.extend(chunk)
+                if time.monotonic() > end:  # the S3 uploads count too, not only the reads
+                    raise httpx.ReadTimeout(f"the copy took over {deadline:.0f} s")
                 if len(buffer) >= PART_SIZE:
                     parts.append(_upload_part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
                     buffer.clear()

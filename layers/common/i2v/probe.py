@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
+from aws_lambda_powertools import Logger
 
+from i2v.media import fetch_deadline, unreachable
 from i2v.models import MEDIA_LIMITS, Kind
 
 if TYPE_CHECKING:
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 
 _CHUNK = 64 * 1024  # read-ahead per range request: most headers fit in one, and requests cost more than bytes
 _MB = 1024 * 1024
+PROBE_DEADLINE_SECONDS = 5.0  # per URL: several media in one create stay well inside API Gateway's 29 s
+
+logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,30 @@ class ProbeError(Exception):
     """The URL could not be fetched or read as the expected kind of media (message is user-facing)."""
 
 
-def probe(client: httpx.Client, url: str, kind: Kind, *, max_read: int = 4 * 1024 * 1024) -> MediaInfo:
+def probe(
+    client: httpx.Client,
+    url: str,
+    kind: Kind,
+    *,
+    max_read: int = 4 * 1024 * 1024,
+    deadline: float = PROBE_DEADLINE_SECONDS,
+) -> MediaInfo:
     """What `url` holds, read from its first bytes (and, for a clip, its moov box) only.
 
-    At most `max_read` bytes are fetched. httpx failures become ProbeError; anything else the client
+    At most `max_read` bytes are fetched, and with the guarded client the whole fetch ends within `deadline`
+    seconds however the server paces its bytes. httpx failures become ProbeError; anything else the client
     raises (the URL guard's refusal) propagates for the caller to map.
     """
     if max_read <= 0:
         raise ValueError("max_read must be positive")
     reader = _READERS[kind]
     try:
-        with _RangedFile(client, url, max_read) as file:
+        with fetch_deadline(deadline), _RangedFile(client, url, max_read) as file:
             return reader(file)
+    except httpx.TransportError as exc:
+        # Refused, unreachable, timed out or past the deadline: one text, so a tenant cannot tell them apart.
+        logger.info("probe could not fetch", url=url.split("?")[0], error=repr(exc))
+        raise ProbeError(unreachable(url)) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ProbeError(f"could not fetch the file: {exc or type(exc).__name__}") from exc
 

@@ -62,7 +62,7 @@ class Runtime:
     @cached_property
     def fetcher(self) -> httpx.Client:
         """The guarded client for every URL a user or a provider gave us."""
-        return guarded_client(self.settings.allow_private_urls)
+        return guarded_client(self.settings.allow_private_urls, allowed_ports=self.settings.allowed_ports)
 
     @cached_property
     def s3(self) -> S3Client:
