@@ -1,7 +1,8 @@
 """Simulator for the `local` provider: the embedded renderer behind a plain task API.
 
 POST /v1/tasks -> 201 {id, status}; GET /v1/tasks/<id>; POST /v1/tasks/<id>/cancel; callbacks POST the
-task object to callback_url when it finishes (10 s timeout, retries after 1, 2 and 4 s).
+task object (which echoes its callback_url) to callback_url when it finishes (10 s timeout, retries after 1,
+2 and 4 s).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class LocalSimulator(Simulator):
             "progress": task.progress,
             "eta_seconds": 2 if task.state in ("queued", "processing") else None,
             "video_url": self.result_url(task),
+            # Echoed as sent: it ties the job to the gateway task that made it (adopting a callback's job).
+            "callback_url": task.callback_url,
         }
         if task.error:
             body["error"] = {"code": "render_failed", "message": task.error}

@@ -118,16 +118,33 @@ def test_submit_received_but_unanswered_is_not_sent_to_a_second_provider(
 def test_unanswered_submit_to_a_callback_provider_is_reconciled_by_its_callback(
     sims: dict[str, Simulator], api: httpx.Client, image_url: str
 ) -> None:
-    sims["evolink"].faults.hang_submit_after_accept = True
+    # `local` echoes each job's callback URL in its status answer: that ties the job to this task.
+    sims["local"].faults.hang_submit_after_accept = True
     before = sims["dashscope"].submits
-    task = create(api, body_for(["evolink", "dashscope"], image_url))
+    task = create(api, body_for(["local", "dashscope"], image_url))
     # Its callback may arrive before or after the submit times out: either way it names the job.
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
-    assert view["provider"] == "evolink"
+    assert view["provider"] == "local"
     assert view["attempts"][-1]["outcome"] == "accepted"
     assert view["attempts"][-1]["detail"] == "job id learnt from its callback"
     assert sims["dashscope"].submits == before
+
+
+def test_unanswered_submit_is_not_reconciled_by_a_callback_the_hosts_status_does_not_tie_to_the_task(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    # EvoLink's status answer does not echo the callback URL: its callback's job id is a hint no answer
+    # confirms belongs to this task, so the task waits for its reconcile window (then fails, unpaid twice).
+    evolink = sims["evolink"]
+    evolink.faults.hang_submit_after_accept = True
+    jobs_before = set(evolink.tasks)
+    task = create(api, body_for(["evolink", "dashscope"], image_url))
+    (job,) = wait_for(lambda: set(evolink.tasks) - jobs_before)
+    wait_for(lambda: (job, "delivered") in evolink.callbacks_settled)  # our callback answered it
+    view = api.get(f"/v1/videos/{task['id']}").json()
+    assert view["status"] == "accepted"
+    assert [(a["provider"], a["outcome"]) for a in view["attempts"]] == [("evolink", "unknown")]
 
 
 def test_429_on_submit_waits_for_retry_after_then_succeeds(

@@ -7,8 +7,10 @@ A finished job goes to the ingest queue; the lifecycle decides what every other 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
+import httpx
 from aws_lambda_powertools import Logger
 
 from i2v import lifecycle, pacing
@@ -48,16 +50,30 @@ def on_callback(rt: Runtime, provider: str, task_id: str, token: str, body: byte
 
 
 def _reconcile(rt: Runtime, task: Task, body: bytes) -> Task:
-    """A submit whose answer was lost: the callback names the provider's job; adopt it once confirmed."""
+    """A submit whose answer was lost: the callback names the provider's job; adopt it once the provider's
+    own status answer ties that job to this task.
+
+    The callback body is a hint from whoever holds the token; the provider account is shared by every task,
+    so a job that merely exists could be another task's. Only a job whose status echoes the callback URL
+    this task sent is adopted; otherwise the task waits, and fails as submit_outcome_unknown when its
+    reconcile window ends (never paying twice).
+    """
     last = task.attempts[-1]
     provider = rt.providers.get(last.provider)
     job = provider.callback_task_id(body) if provider else None
     if provider is None or not job:
         return task
-    try:  # the body is only a hint: the provider's status API must know the job
-        status = provider.parse_status(rt.client.send(provider.status(job)))
+    if not JOB_ID.fullmatch(job):
+        logger.warning("callback named a job id no provider uses", task_id=task.id, job=job[:200])
+        return task
+    try:
+        answer = rt.client.send(provider.status(job))
+        status = provider.parse_status(answer)
     except ProviderError as exc:
         logger.warning("callback named a job the provider does not confirm", task_id=task.id, error=str(exc))
+        return task
+    if not _echoes_callback(answer, callback_suffix(rt, last.provider, task.id)):
+        logger.warning("callback named a job not tied to this task", task_id=task.id, job=job)
         return task
     adopted = last.model_copy(
         update={"outcome": "accepted", "provider_task_id": job, "detail": "job id learnt from its callback"}
@@ -71,6 +87,40 @@ def _reconcile(rt: Runtime, task: Task, body: bytes) -> Task:
         next_poll_at=rt.now() + rt.settings.poll_interval_seconds,
     )
     return record_status(rt, moved, status) if moved else rt.tasks.require(task.id)
+
+
+# Job ids the hosts hand out: uuids, `task-unified-…`, numbers. Anything else never reaches a URL path.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Where hosts that echo a callback URL keep it in a status answer: `callback_url`, or `webhook.url` in
+# Novita's `extra`. Searched to this depth, so an answer cannot make the search expensive.
+CALLBACK_KEYS = ("callback_url", "webhook_url")
+ECHO_DEPTH = 4
+
+
+def callback_suffix(rt: Runtime, provider: str, task_id: str) -> str:
+    """The end of the callback URL a submit sends for this task (its base URL may have moved since)."""
+    return f"/v1/callbacks/{provider}/{task_id}?token={callback_token(rt, task_id)}"
+
+
+def _echoes_callback(answer: httpx.Response, suffix: str) -> bool:
+    try:
+        data = answer.json()
+    except ValueError:
+        return False
+
+    def found(value: Any, depth: int) -> bool:
+        if depth > ECHO_DEPTH or not isinstance(value, dict):
+            return False
+        for key, item in value.items():
+            if key in CALLBACK_KEYS and isinstance(item, str) and item.endswith(suffix):
+                return True
+            if key == "webhook" and isinstance(item, dict) and str(item.get("url", "")).endswith(suffix):
+                return True
+            if found(item, depth + 1):
+                return True
+        return False
+
+    return found(data, 0)
 
 
 def refresh(rt: Runtime, task: Task) -> Task:

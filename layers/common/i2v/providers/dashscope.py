@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -99,7 +100,7 @@ class DashscopeProvider(HttpProvider):
         return job_id(output.get("task_id"), "output.task_id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
-        return self.request("GET", f"/api/v1/tasks/{provider_task_id}")
+        return self.request("GET", f"/api/v1/tasks/{quote(provider_task_id, safe='')}")
 
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         output = _output(json_body(resp), resp)

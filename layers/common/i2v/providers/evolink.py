@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -98,7 +99,7 @@ class EvolinkProvider(HttpProvider):
         return job_id(data.get("id"), "id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
-        return self.request("GET", f"/v1/tasks/{provider_task_id}")
+        return self.request("GET", f"/v1/tasks/{quote(provider_task_id, safe='')}")
 
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)

@@ -6,6 +6,7 @@ It speaks a deliberately plain dialect so it documents the adapter shape the rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -60,7 +61,7 @@ class LocalProvider(HttpProvider):
         return job_id(data.get("id"), "id", resp)
 
     def status(self, provider_task_id: str) -> httpx.Request:
-        return self.request("GET", f"/v1/tasks/{provider_task_id}")
+        return self.request("GET", f"/v1/tasks/{quote(provider_task_id, safe='')}")
 
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)
@@ -78,7 +79,7 @@ class LocalProvider(HttpProvider):
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
-        return self.request("POST", f"/v1/tasks/{provider_task_id}/cancel")
+        return self.request("POST", f"/v1/tasks/{quote(provider_task_id, safe='')}/cancel")
 
     def callback_task_id(self, body: bytes) -> str | None:
         task_id = callback_json(body).get("id")  # callbacks carry the task object

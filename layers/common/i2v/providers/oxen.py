@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -79,7 +80,7 @@ class OxenProvider(HttpProvider):
         )
 
     def status(self, provider_task_id: str) -> httpx.Request:
-        return self.request("GET", f"/api/ai/queue/{provider_task_id}")
+        return self.request("GET", f"/api/ai/queue/{quote(provider_task_id, safe='')}")
 
     def parse_status(self, resp: httpx.Response) -> ProviderStatus:
         data = json_body(resp)
@@ -94,4 +95,4 @@ class OxenProvider(HttpProvider):
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
-        return self.request("DELETE", f"/api/ai/queue/{provider_task_id}")
+        return self.request("DELETE", f"/api/ai/queue/{quote(provider_task_id, safe='')}")
