@@ -32,6 +32,7 @@ from i2v.dynamo import Table
 from i2v.records import Records
 from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
+from i2v_local.iam import invoking
 from i2v_local.sim_aimlapi import AimlapiSimulator
 from i2v_local.sim_dashscope import DashscopeSimulator
 from i2v_local.sim_evolink import EvolinkSimulator
@@ -196,7 +197,8 @@ class Function:
         self.source_gate = threading.Lock()
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self._slots:
+        # invoking: the AWS calls made meanwhile, cold start included, are this function's (i2v_local.iam).
+        with self._slots, invoking(self.logical):
             with self._lock:
                 container = self._idle.pop() if self._idle else None
             if container is None:
