@@ -122,8 +122,13 @@ def generate(client: httpx.Client, args: argparse.Namespace) -> int:
 def keys_create(tenant: str) -> int:
     """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
     from i2v.dynamo import Table
+    from i2v.layout import check_tenant
     from i2v.records import Records
 
+    try:
+        check_tenant(tenant)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     key = f"i2v_{secrets.token_urlsafe(24)}"
     Records(Table(os.environ["I2V_TABLE_NAME"])).put_api_key(key, tenant)
     print(key)

@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from i2v import layout
 from i2v.dynamo import Table, plain
 from i2v.models import ProviderHealth, WebhookDelivery
 
@@ -30,6 +31,14 @@ class Records:
 
     # -- api keys ---------------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str) -> None:
+        """Store a key for a tenant, and the tenant itself (the drop folder serves only known tenants).
+        A tenant name that is not a short slug (`layout.TENANT_SLUG`) is a ValueError: nothing is stored."""
+        layout.check_tenant(tenant)
+        self.table.resource.update_item(
+            Key={"pk": f"TENANT#{tenant}"},
+            UpdateExpression="SET created_at = if_not_exists(created_at, :now)",
+            ExpressionAttributeValues={":now": self.now()},
+        )
         self.table.resource.put_item(
             Item={
                 "pk": f"KEY#{hash_key(api_key)}",
@@ -38,6 +47,10 @@ class Records:
                 "disabled": False,
             }
         )
+
+    def tenant_exists(self, tenant: str) -> bool:
+        """Was a key ever made for this tenant? (The tenant record is written with its first key.)"""
+        return layout.valid_tenant(tenant) and self.table.get(f"TENANT#{tenant}") is not None
 
     def tenant_for_key(self, api_key: str) -> str | None:
         item = self.table.resource.get_item(Key={"pk": f"KEY#{hash_key(api_key)}"}).get("Item")

@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from i2v import layout, lifecycle
 from i2v.create import create
@@ -41,23 +42,58 @@ def ticket(rt: Runtime, tenant: str, upload: UploadRequest) -> UploadTicket:
 
 
 def from_upload(rt: Runtime, bucket: str, key: str, etag: str) -> Task | None:
-    """The task an uploaded image becomes (None for anything that is not a drop-folder image)."""
-    tenant = layout.upload_tenant(key)
-    if tenant is None:
+    """The task an object put in the drop folder becomes: a task for an image, a failed task for anything
+    that cannot be one, None for what is ignored quietly (sidecars, keys under no tenant, folder markers).
+
+    A refusal is recorded under the tenant whose folder the key is written in, when that tenant exists:
+    whoever wrote the key could write under uploads/<that tenant>/ (S3 and IAM prefixes see keys as
+    written), so `uploads/acme/../beta/cat.png` is acme's doing, recorded for acme, never for beta. With no
+    such tenant (`uploads/./beta/…`, `uploads/nobody/…`) it goes under `layout.UNATTRIBUTED`, a name no
+    key can have: kept for operators, listed to no one.
+    """
+    found = layout.upload(key)
+    if found is None:
         return None
-    options = _options(rt, bucket, key)
+    known = rt.records.tenant_exists(found.tenant)
+    owner = found.tenant if known else layout.UNATTRIBUTED
+    if found.refusal:
+        return _rejected(rt, owner, key, etag, found.refusal)
+    if not known:
+        return _rejected(rt, owner, key, etag, f"{found.tenant!r} is not a tenant of this gateway")
+    try:
+        options = _options(rt, bucket, key)
+    except Unreadable as exc:
+        return _rejected(rt, owner, key, etag, str(exc))
     options["image_url"] = layout.s3_url(bucket, key)
     try:
         req = VideoRequest.model_validate(options)
-        task, _ = create(rt, tenant, req, idempotency_key=f"s3:{key}:{etag}", source_key=key)
-    except (RequestProblem, ValueError) as exc:
+        task, _ = create(rt, owner, req, idempotency_key=f"s3:{key}:{etag}", source_key=key)
+    except ValidationError as exc:
         # Nobody is there to read a 422: record the refusal as a failed task the tenant can list.
-        return _rejected(rt, tenant, key, exc)
+        return _rejected(rt, owner, key, etag, _plain_errors(exc))
+    except RequestProblem as exc:
+        return _rejected(rt, owner, key, etag, exc.detail)
+    except ValueError as exc:
+        return _rejected(rt, owner, key, etag, str(exc))
     return task
 
 
+class Unreadable(Exception):
+    """The uploaded image itself could not be read (deleted since, or not readable by the gateway)."""
+
+
+# What S3 answers for a key that is not there: 404 (NoSuchKey, or a bare 404 for HEAD) when the caller may
+# list the bucket, else 403 (AccessDenied, or a bare 403 for HEAD). The trigger's role may not list.
+ABSENT = {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}
+
+
 def _options(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
-    head = rt.s3.head_object(Bucket=bucket, Key=key)
+    try:
+        head = rt.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ABSENT:
+            raise
+        raise Unreadable("the image could not be read: deleted since, or not readable here") from None
     options: dict[str, Any] = {k.replace("-", "_"): v for k, v in head.get("Metadata", {}).items()}
     sidecar = layout.sidecar_key(key)
     try:
@@ -65,21 +101,36 @@ def _options(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
         if isinstance(loaded, dict):
             options = {**options, **loaded}
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchKey":
+        # No sidecar. Deployed, that is a 403: the role reads uploads/* but may not list the bucket.
+        if exc.response["Error"]["Code"] not in ABSENT:
             raise
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         logger.warning("sidecar is not JSON", key=sidecar)
     return options
 
 
-def _rejected(rt: Runtime, tenant: str, key: str, exc: Exception) -> Task:
+def _plain_errors(exc: ValidationError) -> str:
+    """Pydantic's errors as `field: message; …`, without its input echo and help links."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _rejected(rt: Runtime, tenant: str, key: str, etag: str, message: str) -> Task:
+    """Record an upload that cannot become a task as a failed task. Nothing about the key can make this
+    fail: the request keeps the image URL only if it is a valid one (the key is in `source_key` anyway)."""
     now = rt.now()
-    message = exc.detail if isinstance(exc, RequestProblem) else str(exc)
+    url = layout.s3_url(rt.settings.bucket_name, key)
+    try:
+        request = VideoRequest(image_url=url)
+    except ValidationError:  # longer than a URL may be
+        request = VideoRequest()
+    logger.warning("upload refused", key=key, tenant=tenant, reason=message)
     task = Task(
         id=new_task_id(rt.clock()),
         tenant=tenant,
         status=Status.FAILED,
-        request=VideoRequest(image_url=layout.s3_url(rt.settings.bucket_name, key)),
+        request=request,
         mode=Mode.FIRST_FRAME,
         source="s3",
         source_key=key,
@@ -91,7 +142,7 @@ def _rejected(rt: Runtime, tenant: str, key: str, exc: Exception) -> Task:
         next_poll_at=now,  # announced like every end: by the outbox, drained now or by the sweeper
         outbox=[step.value for step in lifecycle.steps_after(Status.FAILED)],
     )
-    stored, created = rt.tasks.create(task, (f"s3:{key}:rejected", "rejected"))
+    stored, created = rt.tasks.create(task, (f"s3:{key}:{etag}:rejected", "rejected"))
     if created:
         finish(rt, stored)
     return stored
