@@ -340,3 +340,54 @@ def test_webhook_signature_does_not_verify_with_another_tenants_secret(
     ).json()
     assert mine.startswith("whsec_")
     assert mine != theirs["secret"]
+
+
+def sample_png() -> bytes:
+    with open("assets/sample.png", "rb") as fh:
+        return fh.read()
+
+
+def jpeg_of_the_sample() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open("assets/sample.png").convert("RGB").save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("trips/my lake photo.jpg", jpeg_of_the_sample),
+        ("été [1]+2.png", sample_png),
+    ],
+)
+def test_a_drop_folder_image_named_as_people_name_files_is_animated_to_the_mirrored_key(
+    api: httpx.Client, stack: LocalStack, name: str, body: Any
+) -> None:
+    key = f"uploads/{stack.tenant}/{name}"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=body(), Metadata={"duration": "2", "resolution": "720p"})
+    task = wait_for(lambda: tasks_for_key(api, key))[0]
+    view = finished(api, task["id"])
+    assert view["status"] == "succeeded", view.get("error")
+    mirrored = f"outputs/{stack.tenant}/{name.rsplit('.', 1)[0]}.mp4"
+    assert view["output"]["key"] == mirrored
+    video = s3.get_object(Bucket=stack.bucket, Key=mirrored)["Body"].read()
+    assert len(video) == view["output"]["size"]
+    with av.open(io.BytesIO(video)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_a_drop_folder_file_the_model_cannot_take_is_listed_as_a_failed_task(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    key = f"uploads/{stack.tenant}/party time.gif"
+    boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=b"GIF89a")
+    task = wait_for(lambda: tasks_for_key(api, key))[0]
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "invalid_request"
+    assert (
+        task["error"]["message"]
+        == "'party time.gif' is not an image the model accepts (JPEG, PNG, BMP, WEBP)"
+    )
