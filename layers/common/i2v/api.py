@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from i2v import cancel, create, uploads
@@ -36,7 +37,7 @@ from i2v.models import (
     UploadTicket,
     VideoRequest,
 )
-from i2v.problems import problem, problem_for
+from i2v.problems import PROBLEM, problem, problem_for
 from i2v.runtime import Runtime
 from i2v.views import view
 
@@ -57,6 +58,34 @@ class ProviderInfo(BaseModel):
     cancel: bool
     status: Literal["ok", "degraded"] = Field(description="degraded: several recent submits failed")
     health: ProviderHealth
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error answer of the API."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = Field(default=None, description="The fields concerned, if any")
+
+
+PROBLEMS = {
+    401: "Missing or invalid API key",
+    404: "No such task of yours",
+    409: "The task has finished, or its video is being stored",
+    413: "Request body too large",
+    415: "The body is not application/json",
+    422: "Request validation failed: `errors` names each field and its limit",
+}
+
+
+def answers(ok: int, description: str, *problems: int) -> dict[int, OpenAPIResponse]:
+    """A route's declared answers: `ok` with the route's return model, and problem bodies."""
+    declared: dict[int, OpenAPIResponse] = {ok: {"description": description}}
+    for status in (401, 422, *problems):
+        declared[status] = {"description": PROBLEMS[status], "content": {PROBLEM: {"model": Problem}}}
+    return declared
 
 
 def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
@@ -149,7 +178,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
             raise RequestProblem(401, "Invalid API key")
         return found
 
-    @app.post("/v1/videos", summary="Animate an image", responses={202: {"description": "Task accepted"}})
+    @app.post("/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 413, 415))
     def create_video(
         request: VideoRequest,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
@@ -160,11 +189,15 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         )
         return accepted(view(rt, task), 202)
 
-    @app.get("/v1/videos/<task_id>", summary="A task, with a fresh output URL once succeeded")
+    @app.get(
+        "/v1/videos/<task_id>",
+        summary="A task, with a fresh output URL once succeeded",
+        responses=answers(200, "The task", 404),
+    )
     def get_video(task_id: str) -> Response[TaskView]:
         return accepted(view(rt, cancel.task_for_tenant(rt, tenant(), task_id), with_webhook=True))
 
-    @app.get("/v1/videos", summary="Your tasks, newest first")
+    @app.get("/v1/videos", summary="Your tasks, newest first", responses=answers(200, "A page of tasks"))
     def list_videos(
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
@@ -172,20 +205,36 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         tasks, next_cursor = rt.tasks.list_for_tenant(tenant(), limit, cursor)
         return accepted(TaskPage(items=[view(rt, t) for t in tasks], next_cursor=next_cursor))
 
-    @app.post("/v1/videos/<task_id>/cancel", summary="Cancel a task that has not finished")
+    @app.post(
+        "/v1/videos/<task_id>/cancel",
+        summary="Cancel a task that has not finished",
+        responses=answers(200, "The cancelled task", 404, 409),
+    )
     def cancel_video(task_id: str) -> Response[TaskView]:
         return accepted(view(rt, cancel.cancel(rt, tenant(), task_id)))
 
-    @app.post("/v1/uploads", summary="A presigned PUT for a local file, and the URL to use it by")
+    @app.post(
+        "/v1/uploads",
+        summary="A presigned PUT for a local file, and the URL to use it by",
+        responses=answers(201, "Upload ticket", 413, 415),
+    )
     def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
         return accepted(uploads.ticket(rt, tenant(), upload), 201)
 
-    @app.get("/v1/webhooks/secret", summary="Your secret for verifying webhook signatures")
+    @app.get(
+        "/v1/webhooks/secret",
+        summary="Your secret for verifying webhook signatures",
+        responses=answers(200, "Your webhook secret"),
+    )
     def webhook_secret() -> Response[WebhookSecret]:
         secret = tenant_secret(rt.settings.secret("webhook_secret"), tenant())
         return accepted(WebhookSecret(secret=secret))
 
-    @app.get("/v1/providers", summary="Configured providers, what each can do, and how each is doing")
+    @app.get(
+        "/v1/providers",
+        summary="Configured providers, what each can do, and how each is doing",
+        responses=answers(200, "The providers"),
+    )
     def list_providers() -> list[ProviderInfo]:
         tenant()
         health = rt.records.provider_health(rt.providers)
