@@ -186,7 +186,7 @@ def test_a_certificate_for_one_host_name_does_not_serve_another_on_the_same_addr
 
     def answer(conn: socket.socket, stop: threading.Event) -> None:
         with server_tls.wrap_socket(conn, server_side=True) as tls:
-            while read_request(tls) is not None:  # type: ignore[arg-type]
+            while read_request(tls) is not None:
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     transport = GuardedTransport(allow_private=True, verify=trust)
