@@ -22,10 +22,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from i2v import create
 from i2v.delivery import RESPONSE_READ_CAP, DeliveryFailed, post
+from i2v.ingest import ingest
+from i2v.lifecycle import Work
 from i2v.media import GuardedTransport, guarded_client, stream_to_s3
+from i2v.messages import IngestMessage
+from i2v.models import Status, VideoRequest
 from i2v.probe import PROBE_DEADLINE_SECONDS, ProbeError, probe
 from i2v.runtime import Runtime
+from i2v_local.sim_local import LocalSimulator
 
 MiB = 1024 * 1024
 Handler = Callable[[socket.socket, threading.Event], None]
@@ -336,3 +342,24 @@ def test_a_result_url_dripping_bytes_cannot_hold_an_ingest_past_its_deadline(rt:
     assert (
         s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     )  # aborted, nothing left half-made
+
+
+def test_an_ingest_from_a_dripping_result_url_ends_at_the_configured_deadline(
+    rt: Runtime, tenant: str, local_sim: LocalSimulator
+) -> None:
+    """The ingest use case copies within `ingest_deadline_seconds`, then gives its lease back for a retry."""
+    local_sim.faults.stall = True
+    image = f"s3://{rt.settings.bucket_name}/inputs/{tenant}/sample.png"
+    task, _ = create.create(rt, tenant, VideoRequest(image_url=image, duration=2, resolution="720p"))
+    assert task.status is Status.SUBMITTED
+    rt.settings.ingest_deadline_seconds = 1.5
+    headers = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
+    with serving(drip(headers, every=0.05)) as server:
+        message = IngestMessage(task_id=task.id, result_url=f"http://127.0.0.1:{server.port}/v.mp4")
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            ingest(rt, message)
+        assert time.monotonic() - started < 1.5 + 1.0
+    # Still to be ingested, and the lease given back: a retry of the message takes it at once.
+    assert rt.tasks.require(task.id).status is Status.SUBMITTED
+    assert rt.tasks.claim(task.id, Work.INGEST, 60, {Status.SUBMITTED}) is not None

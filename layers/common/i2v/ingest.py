@@ -31,7 +31,15 @@ def ingest(rt: Runtime, message: IngestMessage) -> str:
     task = claim.task
     bucket, key = rt.settings.bucket_name, layout.output_key(task)
     try:
-        output = stream_to_s3(rt.fetcher, rt.s3, message.result_url, bucket, key, {"task-id": task.id})
+        output = stream_to_s3(
+            rt.fetcher,
+            rt.s3,
+            message.result_url,
+            bucket,
+            key,
+            {"task-id": task.id},
+            deadline=rt.settings.ingest_deadline_seconds,
+        )
     except (httpx.HTTPError, OSError):
         # Transient: give the lease back so the queue's retry of this message can take it at once.
         rt.tasks.release(claim)
