@@ -23,16 +23,24 @@ def fields(problem: dict[str, Any]) -> list[str]:
 
 def callback(task_id: str, token: str) -> dict[str, Any]:
     event = load_event("callback.json")
+    event["path"] = f"/v1/callbacks/local/{task_id}"
     event["pathParameters"] = {"provider": "local", "task_id": task_id}
     event["queryStringParameters"] = {"token": token}
     event["multiValueQueryStringParameters"] = {"token": [token]}
     return event
 
 
-def test_a_non_ascii_callback_token_is_a_401_problem() -> None:
-    event = callback("vid_x", "tökén")
-    result = invoke("callback", event)
+@pytest.mark.parametrize("token", ["tökén", "\ud800"])
+def test_a_callback_token_no_task_has_is_a_401_problem(token: str) -> None:
+    result = invoke("callback", callback("vid_x", token))
     assert result["statusCode"] == 401, result
+    assert result["multiValueHeaders"]["Content-Type"] == [PROBLEM]
+
+
+@pytest.mark.parametrize("task_id", ["vid_\ud800", "../x", "a/b"])
+def test_a_callback_path_no_task_can_have_is_a_404_problem(task_id: str) -> None:
+    result = invoke("callback", callback(task_id, "t"))
+    assert result["statusCode"] == 404, result
     assert result["multiValueHeaders"]["Content-Type"] == [PROBLEM]
 
 
