@@ -28,7 +28,7 @@ from i2v.ingest import ingest
 from i2v.lifecycle import Work
 from i2v.media import GuardedTransport, guarded_client, stream_to_s3
 from i2v.messages import IngestMessage
-from i2v.models import Status, VideoRequest
+from i2v.models import RequestProblem, Status, VideoRequest
 from i2v.probe import PROBE_DEADLINE_SECONDS, ProbeError, probe
 from i2v.runtime import Runtime
 from i2v_local.sim_local import LocalSimulator
@@ -363,3 +363,20 @@ def test_an_ingest_from_a_dripping_result_url_ends_at_the_configured_deadline(
     # Still to be ingested, and the lease given back: a retry of the message takes it at once.
     assert rt.tasks.require(task.id).status is Status.SUBMITTED
     assert rt.tasks.claim(task.id, Work.INGEST, 60, {Status.SUBMITTED}) is not None
+
+
+def test_dripping_media_cannot_hold_a_create_call_past_the_probe_deadline(rt: Runtime, tenant: str) -> None:
+    """Two dripping inputs share one deadline: the call is a 422 naming both, within the deadline once."""
+    rt.settings.probe_deadline_seconds = 1.5
+    with serving(drip(DRIPPING["dripping the body"])) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        request = VideoRequest(image_url=f"{base}/first.png", last_frame_url=f"{base}/last.png", duration=2)
+        started = time.monotonic()
+        with pytest.raises(RequestProblem) as caught:
+            create.create(rt, tenant, request)
+        assert time.monotonic() - started < 1.5 + 1.0
+    assert caught.value.status == 422
+    assert {(e.field, e.message) for e in caught.value.errors} == {
+        ("image_url", "cannot be used: 127.0.0.1 cannot be fetched"),
+        ("last_frame_url", "cannot be used: 127.0.0.1 cannot be fetched"),
+    }

@@ -6,6 +6,7 @@ A request the model or every capable provider would refuse is a 422 here, before
 from __future__ import annotations
 
 import hashlib
+import time
 
 from i2v import layout, submit
 from i2v.lifecycle import Work
@@ -86,12 +87,13 @@ def probe_media(rt: Runtime, req: VideoRequest) -> dict[str, MediaInfo]:
         return {}
     found: dict[str, MediaInfo] = {}
     errors: list[FieldError] = []
+    ends = time.monotonic() + rt.settings.probe_deadline_seconds  # for all the media together
     for name, kind in MEDIA_FIELDS.items():
         url = getattr(req, name)
         if not url:
             continue
         try:
-            info = probe(rt.fetcher, _fetchable(rt, url), kind)
+            info = probe(rt.fetcher, _fetchable(rt, url), kind, deadline=ends - time.monotonic())
         except (UnsafeUrl, ProbeError) as exc:
             errors.append(FieldError(field=name, message=f"cannot be used: {exc}"))
             continue
