@@ -205,3 +205,12 @@ def test_every_grant_in_a_functions_role_is_used(
 ) -> None:
     unused = [str(g) for g in policies[logical].unused(flows[logical]) if not rarely_used(logical, g)]
     assert unused == []
+
+
+@pytest.mark.parametrize("entry", sorted(RARELY_USED))
+def test_each_rarely_used_grant_is_one_the_role_still_has(
+    entry: tuple[str, str, str], policies: dict[str, iam.Policy]
+) -> None:
+    logical = entry[0]
+    _, action, fragment = entry
+    assert [g for g in policies[logical].own if g.action == action and fragment in g.resource]
