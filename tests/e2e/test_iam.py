@@ -207,7 +207,7 @@ def test_every_grant_in_a_functions_role_is_used(
     assert unused == []
 
 
-@pytest.mark.parametrize("entry", sorted(RARELY_USED))
+@pytest.mark.parametrize("entry", sorted(RARELY_USED), ids=" ".join)
 def test_each_rarely_used_grant_is_one_the_role_still_has(
     entry: tuple[str, str, str], policies: dict[str, iam.Policy]
 ) -> None:
