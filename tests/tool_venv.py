@@ -17,9 +17,12 @@ REQUIREMENTS = ["checkov>=3.2,<4", "aws-sam-translator>=1.100,<2"]
 
 
 def tool_python() -> Path:
-    """The tools venv's interpreter, creating the venv first if it is not there."""
-    python = VENV / "bin" / "python"
-    if not (VENV / "bin" / "checkov").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    """The tools venv's interpreter, creating or updating the venv first unless it holds REQUIREMENTS."""
+    python, stamp = VENV / "bin" / "python", VENV / ".installed-stamp"
+    wanted = "\n".join(REQUIREMENTS)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
+        stamp.write_text(wanted)  # only once pip succeeded: a broken install is tried again
     return python
