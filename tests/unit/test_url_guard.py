@@ -17,6 +17,7 @@ import pytest
 
 from i2v.config import Settings
 from i2v.media import GuardedTransport, UnsafeUrl, guarded_client, public_addresses, resolve_public
+from i2v.runtime import Runtime
 
 # As collected, before pytest-socket swaps in its blocking stand-in for each test. The `names` fixture
 # puts this back, not the stand-in (monkeypatch would, after pytest-socket's own teardown, leaking it).
@@ -207,3 +208,9 @@ def test_guarded_client_refuses_before_opening_a_socket(url: str, names: dict[st
     names["rebind.test"] = ["100.100.100.200"]
     with guarded_client(allow_private=False) as client, pytest.raises(UnsafeUrl):
         client.get(url)
+
+
+def test_the_runtime_fetcher_follows_the_deployment_port_setting() -> None:
+    settings = Settings(table_name="t", bucket_name="b", allowed_ports=[443, 8443])
+    with Runtime(settings=settings).fetcher as client, pytest.raises(UnsafeUrl, match="use port 443 or 8443"):
+        client.get("http://93.184.216.34/a.png")  # port 80, not allowed here
