@@ -70,4 +70,4 @@ invoke: $(STAMP)
 	$(BIN)/python -m i2v_local invoke $(FN) $(EVENT)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .venv-checkov .aws-sam out .pytest_cache .mypy_cache .ruff_cache
