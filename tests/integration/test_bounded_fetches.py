@@ -380,3 +380,19 @@ def test_dripping_media_cannot_hold_a_create_call_past_the_probe_deadline(rt: Ru
         ("image_url", "cannot be used: 127.0.0.1 cannot be fetched"),
         ("last_frame_url", "cannot be used: 127.0.0.1 cannot be fetched"),
     }
+
+
+@pytest.mark.parametrize(("port", "refused"), [(8443, False), (22, True)])
+def test_a_webhook_url_is_held_to_the_deployment_port_setting(
+    rt: Runtime, tenant: str, port: int, refused: bool
+) -> None:
+    rt.settings.allow_private_urls = False
+    rt.settings.allowed_ports = [443, 8443]
+    request = VideoRequest(
+        image_url=f"s3://{rt.settings.bucket_name}/inputs/{tenant}/sample.png",
+        webhook_url=f"https://93.184.216.34:{port}/hook",
+    )
+    with pytest.raises(RequestProblem) as caught:  # the s3 input, served by moto on loopback, is refused
+        create.create(rt, tenant, request)
+    webhook = [e.message for e in caught.value.errors if e.field == "webhook_url"]
+    assert webhook == (["cannot be used: port 22 cannot be fetched; use port 443 or 8443"] if refused else [])

@@ -113,7 +113,7 @@ def _check_webhook_url(rt: Runtime, url: str) -> None:
     if not url.startswith("https://") and not rt.settings.allow_private_urls:
         raise RequestProblem.invalid("webhook_url", "must be an https URL")
     try:
-        resolve_public(url, rt.settings.allow_private_urls)
+        resolve_public(url, rt.settings.allow_private_urls, rt.settings.allowed_ports)
     except UnsafeUrl as exc:
         raise RequestProblem.invalid("webhook_url", f"cannot be used: {exc}") from None
 
