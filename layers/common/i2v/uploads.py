@@ -2,6 +2,8 @@
 
 An image put under uploads/<tenant>/ is animated with the options in its object metadata (x-amz-meta-prompt,
 …) or in a sidecar <name>.json; a request that cannot be made is recorded as a failed task the tenant lists.
+Any key S3 can hold works (spaces, `+`, brackets, unicode); a key with a `.`, `..` or empty segment or a
+backslash, a file the model cannot take (`.gif`), and a folder of no known tenant are failed tasks too.
 """
 
 from __future__ import annotations
