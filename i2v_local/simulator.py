@@ -45,9 +45,22 @@ class Faults:
     expire_results: bool = False  # result links answer 403 as if their signature expired
     fail_render: str | None = None  # fail every task with this message
     hang_submit_after_accept: bool = False  # accept the job, then never answer the submit
+    error_after_accept: int | None = None  # make the job, then answer the submit with this status (a 5xx)
+    delay_submits: float = 0.0  # each submit waits this long before it is handled (no job exists meanwhile)
     # Hold each task that starts rendering at `processing` with this progress until the switch is cleared
     # (set back to None); the render then runs as usual. Lets a test observe a task mid-render.
     hold_progress: int | None = None
+
+
+class _AnswerInstead(Exception):
+    """Raised inside a route to answer with `response` instead of the route's own reply."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+    def get_response(self, environ: Any = None) -> Response:
+        return self.response
 
 
 @dataclass
@@ -171,6 +184,9 @@ class Simulator:
         """A 503 or 429 if a fault asks for one (counted as a received submit either way)."""
         with self.lock:
             self.submits += 1
+        if self.faults.delay_submits:
+            self._released.wait(self.faults.delay_submits)
+        with self.lock:
             if self.faults.fail_submits > 0:
                 self.faults.fail_submits -= 1
                 return self.server_error()
@@ -187,9 +203,12 @@ class Simulator:
         return None
 
     def hang_if_asked(self) -> None:
-        """Call after the job exists and before answering: the hang fault makes the answer never come."""
+        """Call after the job exists and before answering: the hang fault makes the answer never come, and
+        `error_after_accept` replaces it with an error status (the job stays)."""
         if self.faults.hang_submit_after_accept:
             self._released.wait(60)
+        if self.faults.error_after_accept is not None:
+            raise _AnswerInstead(self.json({"error": "upstream error"}, self.faults.error_after_accept))
 
     def server_error(self) -> Response:
         return self.json({"error": "service unavailable"}, 503)

@@ -20,6 +20,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
+# Providers wait seconds for our answer: one short status query, else the sweeper asks later.
+rt.client.budget = rt.settings.callback_status_budget_seconds
 app = APIGatewayRestResolver()
 
 

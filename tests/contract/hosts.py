@@ -59,10 +59,13 @@ class Running:
     adapter: Provider
     request: VideoRequest
 
-    def submit(self, client: ProviderClient) -> str:
-        """Submit the request as the gateway does; the host's job id."""
+    def submit(self, client: ProviderClient, deadline: float | None = None) -> str:
+        """Submit the request as the gateway does (with the host's own "not created" answers); its job id."""
         built = self.adapter.submit(self.request, self.request.resolved_mode(), None)
-        return self.adapter.parse_submit(client.send(built, is_submit=True))
+        not_created = self.adapter.capabilities.submit_not_created
+        return self.adapter.parse_submit(
+            client.send(built, is_submit=True, not_created=not_created, deadline=deadline)
+        )
 
     def status(self, client: ProviderClient, job: str) -> ProviderStatus:
         return self.adapter.parse_status(client.send(self.adapter.status(job)))

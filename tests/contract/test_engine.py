@@ -7,6 +7,7 @@ shapes, status words).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -24,6 +25,7 @@ from tests.contract.drive import poll
 from tests.contract.hosts import HOSTS, Host, Running
 
 every_host = pytest.mark.parametrize("host", HOSTS, ids=lambda host: host.name)
+SLACK = 0.5  # what a deadline may be overrun by: the last read's wake-up and the test's own bookkeeping
 
 
 def skipped_unless(holds: bool, host: Host, reason: str) -> pytest.ParameterSet:
@@ -87,13 +89,72 @@ def test_a_429_beyond_the_wait_budget_surfaces_with_its_retry_after_and_no_job(r
     assert running.sim.tasks == {}
 
 
-@every_host
-def test_a_5xx_on_submit_is_retried_and_makes_one_job(running: Running, client: ProviderClient) -> None:
+hosts_documenting_503_as_not_created = pytest.mark.parametrize(
+    "host",
+    [
+        skipped_unless(503 in h.capabilities.submit_not_created, h, f"{h.name}: a 503 may follow a job")
+        for h in HOSTS
+    ],
+)
+hosts_not_documenting_503 = pytest.mark.parametrize(
+    "host",
+    [
+        skipped_unless(503 not in h.capabilities.submit_not_created, h, f"{h.name}: a 503 means no job")
+        for h in HOSTS
+    ],
+)
+
+
+@hosts_documenting_503_as_not_created
+def test_a_503_the_host_documents_as_no_job_is_retried_and_makes_one_job(
+    running: Running, client: ProviderClient
+) -> None:
     running.sim.faults.stall = True
-    running.sim.faults.fail_submits = 1
+    running.sim.faults.fail_submits = 1  # the simulator answers it before making a job
     job = running.submit(client)
     assert running.sim.submits == 2
     assert list(running.sim.tasks) == [job]
+
+
+@hosts_not_documenting_503
+def test_a_server_error_the_host_does_not_document_as_no_job_is_an_unknown_outcome_sent_once(
+    running: Running, client: ProviderClient
+) -> None:
+    running.sim.faults.stall = True
+    running.sim.faults.fail_submits = 1  # the host's own server error (EvoLink and DashScope answer 500)
+    with pytest.raises(SubmitOutcomeUnknown) as caught:
+        running.submit(client)
+    assert (caught.value.status_code or 0) >= 500
+    assert running.sim.submits == 1  # not resent: for all we know from the docs, a job may exist
+
+
+@every_host
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_after_the_job_was_made_is_an_unknown_outcome_and_never_resent(
+    running: Running, client: ProviderClient, status: int
+) -> None:
+    running.sim.faults.stall = True
+    running.sim.faults.error_after_accept = status
+    with pytest.raises(SubmitOutcomeUnknown) as caught:
+        running.submit(client)
+    assert caught.value.status_code == status
+    assert running.sim.submits == 1
+    [job] = running.sim.tasks  # exactly one job, which a resend would have doubled
+    assert running.status(client, job).state is ProviderState.QUEUED
+
+
+@every_host
+def test_a_submit_the_host_is_slow_to_answer_ends_at_the_deadline_as_an_unknown_outcome(
+    running: Running,
+) -> None:
+    running.sim.faults.stall = True
+    running.sim.faults.delay_submits = 30  # released when the simulator stops
+    client = ProviderClient(timeout=10, sleep=lambda s: None)
+    started = time.monotonic()
+    with pytest.raises(SubmitOutcomeUnknown):
+        running.submit(client, deadline=client.deadline_in(1.0))
+    assert time.monotonic() - started < 1.0 + SLACK
+    assert running.sim.submits == 1
 
 
 # -- answers the gateway must not misread -----------------------------------------------------------

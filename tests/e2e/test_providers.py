@@ -82,16 +82,17 @@ def test_progress_and_queue_state_are_shown_while_processing(
     assert (done["status"], done["progress"]) == ("succeeded", 100)
 
 
-def test_failover_on_503_uses_the_next_provider_and_never_returns(
+def test_failover_on_a_503_the_host_documents_as_no_job_uses_the_next_provider_and_never_returns(
     rt: Runtime, sims: dict[str, Simulator], api: httpx.Client, image_url: str
 ) -> None:
-    first, second = sims["oxen"], sims["dashscope"]
+    first, second = sims["local"], sims["dashscope"]
+    assert 503 in rt.providers["local"].capabilities.submit_not_created  # the renderer's own contract
     first.faults.fail_submits = 99
     before_first, before_second = first.submits, second.submits
-    task = create(api, body_for(["oxen", "dashscope"], image_url))
+    task = create(api, body_for(["local", "dashscope"], image_url))
     assert task["provider"] == "dashscope"
     assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [
-        ("oxen", "rejected"),
+        ("local", "rejected"),
         ("dashscope", "accepted"),
     ]
     retries = rt.client.attempts
@@ -100,6 +101,52 @@ def test_failover_on_503_uses_the_next_provider_and_never_returns(
     assert view["status"] == "succeeded"
     assert first.submits - before_first == retries  # none after failover
     assert second.submits - before_second == 1
+
+
+def test_a_503_the_host_does_not_document_as_no_job_is_never_failed_over(
+    sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    polled, other = sims["oxen"], sims["dashscope"]
+    polled.faults.fail_submits = 99
+    before_polled, before_other = polled.submits, other.submits
+    task = create(api, body_for(["oxen", "dashscope"], image_url))
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "submit_outcome_unknown"
+    assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [("oxen", "unknown")]
+    assert (polled.submits - before_polled, other.submits - before_other) == (1, 0)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_after_a_polled_host_made_the_job_fails_the_task_with_one_job_and_no_failover(
+    status: int, sims: dict[str, Simulator], api: httpx.Client, image_url: str
+) -> None:
+    polled, other = sims["oxen"], sims["dashscope"]
+    polled.faults.stall = True
+    polled.faults.error_after_accept = status
+    jobs_before, other_before = set(polled.tasks), other.submits
+    task = create(api, body_for(["oxen", "dashscope"], image_url))
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "submit_outcome_unknown"
+    assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [("oxen", "unknown")]
+    assert len(set(polled.tasks) - jobs_before) == 1  # exactly one job at the host: it was not resent
+    assert other.submits == other_before  # and none at the next provider
+
+
+@pytest.mark.parametrize("status", [502])
+def test_a_5xx_after_a_callback_host_made_the_job_is_reconciled_by_its_callback_without_failover(
+    status: int, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    evolink, other = sims["evolink"], sims["dashscope"]
+    evolink.faults.error_after_accept = status
+    jobs_before, other_before = set(evolink.tasks), other.submits
+    task = create(api, body_for(["evolink", "dashscope"], image_url))
+    assert task["status"] == "accepted"  # waiting for the callback that names the job
+    assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [("evolink", "unknown")]
+    view = finished(api, task["id"])
+    assert (view["status"], view["provider"]) == ("succeeded", "evolink")
+    assert view["attempts"][-1]["detail"] == "job id learnt from its callback"
+    assert len(set(evolink.tasks) - jobs_before) == 1
+    assert other.submits == other_before
 
 
 def test_submit_received_but_unanswered_is_not_sent_to_a_second_provider(

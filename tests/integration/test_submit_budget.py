@@ -1,4 +1,5 @@
-"""A create call never outlives API Gateway's 29 s: past its budget, failover is left to the sweeper."""
+"""A create call never outlives API Gateway's 29 s: one deadline (`create_deadline_seconds`) bounds the
+probing and every provider send; what is left undone when it runs out goes to the sweeper, never twice."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from pathlib import Path
 import pytest
 
 from i2v.create import create
-from i2v.models import Status, VideoRequest
+from i2v.lifecycle import Work
+from i2v.models import Status, Task, VideoRequest
 from i2v.runtime import Runtime
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.sim_oxen import OxenSimulator
 from tests.support import containers
+
+DEADLINE = 2.0  # seconds; the deployed 25 s would make these tests slow, the rule is the same
+SLACK = 0.75  # what the call may take past its deadline: the last read's wake-up and the final writes
 
 
 @pytest.fixture
@@ -25,28 +30,62 @@ def oxen(tenant: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[OxenSimulator
         yield sim  # type: ignore[misc]
 
 
-class SlowClock:
-    """Each reading is 10 s after the last, as if every provider call were slow."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        self.now += 10
-        return self.now
+@pytest.fixture
+def bounded(oxen: OxenSimulator, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    """A runtime whose create calls have DEADLINE seconds."""
+    monkeypatch.setenv("I2V_CREATE_DEADLINE_SECONDS", str(DEADLINE))
+    return Runtime.from_environment()
 
 
-def test_slow_failing_first_provider_leaves_the_next_one_to_the_sweeper(
-    rt: Runtime, local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
+def timed_create(rt: Runtime, req: VideoRequest) -> tuple[Task, float]:
+    started = time.monotonic()
+    task, _ = create(rt, "demo", req)
+    return task, time.monotonic() - started
+
+
+def lease_is_free(rt: Runtime, task_id: str) -> bool:
+    return rt.tasks.claim(task_id, Work.SUBMIT, 60, {Status.ACCEPTED}) is not None
+
+
+def test_a_slow_refusal_that_spends_the_deadline_leaves_the_next_provider_to_the_sweeper(
+    bounded: Runtime, local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
 ) -> None:
-    local_sim.faults.fail_submits = 99
-    slow = Runtime.from_environment()
-    slow.clock = SlowClock(time.time())
+    local_sim.faults.fail_submits = 99  # a 503, which the local renderer documents as "no job made"...
+    local_sim.faults.delay_submits = DEADLINE * 0.75  # ...after most of the deadline
     req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider=["local", "oxen"])
-    task, _ = create(slow, "demo", req)
+    task, took = timed_create(bounded, req)
+    assert took < DEADLINE + SLACK
     assert task.status is Status.ACCEPTED
     assert [(a.provider, a.outcome) for a in task.attempts] == [("local", "rejected")]
+    assert local_sim.submits == 1  # no retry that would cross the deadline
     assert oxen.submits == 0  # not tried within the call...
-    stored = rt.tasks.get(task.id)
-    assert stored is not None
-    assert stored.next_poll_at is not None  # ...but due for the sweeper, which will
+    assert task.next_poll_at is not None
+    assert task.next_poll_at <= bounded.now()
+    assert lease_is_free(bounded, task.id)
+
+
+def test_a_host_that_never_answers_a_submit_costs_the_call_only_its_deadline(
+    bounded: Runtime, oxen: OxenSimulator, media_server: tuple[Path, str]
+) -> None:
+    oxen.faults.delay_submits = 60  # the request arrived; no answer comes (released when the host stops)
+    req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider=["oxen", "local"])
+    task, took = timed_create(bounded, req)
+    assert took < DEADLINE + SLACK  # the engine's 10 s timeout and 3 tries would be 30 s
+    # The request reached the host, which may yet make the job: never sent again, nor to `local`.
+    assert task.status is Status.FAILED
+    assert task.error is not None
+    assert task.error.code == "submit_outcome_unknown"
+    assert [(a.provider, a.outcome) for a in task.attempts] == [("oxen", "unknown")]
+
+
+def test_a_create_with_no_time_left_for_a_provider_sends_nothing_and_leaves_the_task_to_the_sweeper(
+    oxen: OxenSimulator, media_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("I2V_CREATE_DEADLINE_SECONDS", "0.1")  # spent before the first send could start
+    rt = Runtime.from_environment()
+    req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider="oxen")
+    task, _ = timed_create(rt, req)
+    assert (task.status, task.attempts, oxen.submits) == (Status.ACCEPTED, [], 0)
+    assert task.next_poll_at is not None
+    assert task.next_poll_at <= rt.now()
+    assert lease_is_free(rt, task.id)

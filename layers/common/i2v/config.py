@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 10.0
     sweeper_concurrency: int = 8
 
+    # -- time bounds (template.yaml's function timeouts are set from these; tests/unit/test_time_bounds.py) --
+    # A create call (probing the media, then submitting) answers within this, below API Gateway's 29 s.
+    create_deadline_seconds: float = 25.0
+    # A callback's status query, all tries included: providers wait only seconds for the callback's answer
+    # (Novita 5 s, EvoLink 10 s), and a query that does not answer in time leaves the task to the sweeper.
+    callback_status_budget_seconds: float = 3.0
+
     @field_validator("default_providers", "allowed_ports", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

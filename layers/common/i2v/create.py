@@ -31,8 +31,10 @@ def create(
 ) -> tuple[Task, bool]:
     """Validate, route, store, then submit. Returns (task, created); a replayed key returns the first task.
 
-    `source_key` is the drop-folder image a task was made from (None for the API).
+    `source_key` is the drop-folder image a task was made from (None for the API). The whole call answers
+    within `create_deadline_seconds`: the submit gets what the probing left (see `submit.submit`).
     """
+    deadline = rt.client.deadline_in(rt.settings.create_deadline_seconds)
     mode = req.resolved_mode()
     idem = (idempotency_key, request_hash(req)) if idempotency_key else None
     if idem:
@@ -68,7 +70,7 @@ def create(
     claim = rt.tasks.new_claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds)
     stored, created = rt.tasks.create(task, idem, holding=claim)  # the transaction settles concurrent replays
     if created:
-        stored = submit.submit(rt, stored, claim)
+        stored = submit.submit(rt, stored, claim, deadline)
     return stored, created
 
 

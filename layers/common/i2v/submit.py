@@ -10,13 +10,20 @@ import hashlib
 import hmac
 from typing import Any
 
+import httpx
 from aws_lambda_powertools import Logger
 
 from i2v import layout, pacing
 from i2v.media import presign_get
 from i2v.models import MEDIA_FIELDS, Attempt, Status, Task, TaskError, VideoRequest
 from i2v.notify import end
-from i2v.providers.base import Provider, ProviderError, ProviderRejected, SubmitOutcomeUnknown
+from i2v.providers.base import (
+    DeadlineReached,
+    Provider,
+    ProviderError,
+    ProviderRejected,
+    SubmitOutcomeUnknown,
+)
 from i2v.runtime import Runtime
 from i2v.store import Claim
 from i2v.views import iso
@@ -41,21 +48,25 @@ def provider_view(rt: Runtime, task: Task) -> VideoRequest:
     return task.request.model_copy(update=changes)
 
 
-def submit(rt: Runtime, task: Task, claim: Claim) -> Task:
-    """Send the task (accepted, its submit lease held by `claim`). Never raises for provider trouble."""
+def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None) -> Task:
+    """Send the task (accepted, its submit lease held by `claim`). Never raises for provider trouble.
+
+    `deadline` (an `rt.client.clock` instant; default: the submit budget from now) bounds every send: time
+    that runs out before a provider is sent to leaves the task to the sweeper, with its lease released.
+    """
+    if deadline is None:
+        deadline = rt.client.deadline_in(rt.settings.submit_budget_seconds)
     req = provider_view(rt, task)
     attempts = list(task.attempts)
     retry_later = False
     last_error = TaskError(code="no_provider", message="no provider accepted the task")
-    started = rt.clock()
     for name in task.providers:
         provider = rt.providers.get(name)
         if provider is None:
             continue
-        if attempts and rt.clock() - started > rt.settings.submit_budget_seconds:
+        if rt.client.clock() + rt.client.min_attempt_seconds > deadline:
             # API Gateway gives up on the caller after 29 s: the next provider is the sweeper's to try.
-            retry_later = True
-            break
+            return _leave_to_sweeper(rt, task, claim, attempts)
         callback = None
         if provider.capabilities.callback:
             token = callback_token(rt, task.id)
@@ -65,9 +76,7 @@ def submit(rt: Runtime, task: Task, claim: Claim) -> Task:
         if rt.tasks.update(task.id, {Status.ACCEPTED}, holding=claim, attempts=attempts) is None:
             return rt.tasks.require(task.id)  # the lease is gone (a callback adopted the job, or it expired)
         try:
-            job = provider.parse_submit(
-                rt.client.send(provider.submit(req, task.mode, callback), is_submit=True)
-            )
+            job = _send(rt, provider, provider.submit(req, task.mode, callback), deadline)
         except SubmitOutcomeUnknown as exc:
             # The job may exist: never send it again, here or elsewhere (that could bill it twice).
             rt.records.record_provider_outcome(name, ok=False, error=str(exc))
@@ -80,6 +89,10 @@ def submit(rt: Runtime, task: Task, claim: Claim) -> Task:
                 )
             error = TaskError(code="submit_outcome_unknown", message=f"{name}: {exc}; not resubmitted")
             return end(rt, task.id, Status.FAILED, attempts=attempts, error=error)
+        except DeadlineReached:
+            # Not sent (again): this try proved nothing was made. The sweeper goes on with time of its own.
+            attempts.pop()
+            return _leave_to_sweeper(rt, task, claim, attempts)
         except ProviderError as exc:
             logger.warning("provider refused submit", provider=name, task_id=task.id, error=str(exc))
             rt.records.record_provider_outcome(name, ok=False, error=str(exc))
@@ -110,6 +123,27 @@ def submit(rt: Runtime, task: Task, claim: Claim) -> Task:
         until = rt.now() + pacing.BUSY_RETRY_SECONDS
         return rt.tasks.release(claim, attempts=attempts, next_poll_at=until) or rt.tasks.require(task.id)
     return end(rt, task.id, Status.FAILED, attempts=attempts, error=last_error)
+
+
+def _leave_to_sweeper(rt: Runtime, task: Task, claim: Claim, attempts: list[Attempt]) -> Task:
+    """The time budget ran out with no job made: release the lease, due for the next sweep at once."""
+    logger.info("submit budget spent; left to the sweeper", task_id=task.id)
+    return rt.tasks.release(claim, attempts=attempts, next_poll_at=rt.now()) or rt.tasks.require(task.id)
+
+
+def _send(rt: Runtime, provider: Provider, request: httpx.Request, deadline: float) -> str:
+    """One submit through the engine, with the host's own "not created" answers; the provider's job id.
+
+    A success whose answer names no job cannot be failed over either: the host took the job."""
+    resp = rt.client.send(
+        request, is_submit=True, not_created=provider.capabilities.submit_not_created, deadline=deadline
+    )
+    try:
+        return provider.parse_submit(resp)
+    except ProviderError as exc:
+        if resp.is_success:
+            raise SubmitOutcomeUnknown(f"unreadable answer to submit: {exc}", raw=exc.raw) from exc
+        raise
 
 
 def _stop(rt: Runtime, provider: Provider, job: str) -> None:

@@ -37,7 +37,12 @@ STATES = {
 }
 
 
+# Submit answers that prove no job was made: no 5xx. The error pages (docs/errors-and-messages, providers.md
+# section 5) document 400, 401, 403 and 429 only; no 5xx is described at all.
+SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
+
 CAPABILITIES = Capabilities(
+    submit_not_created=SUBMIT_NOT_CREATED,
     modes=frozenset({Mode.FIRST_FRAME}),  # no last-frame or clip field is exposed
     durations=frozenset({5, 10, 15}),  # an integer enum, not a range
     audio=True,  # audio_url: driving audio

@@ -46,6 +46,11 @@ class Capabilities:
     min_seed: int = 0
     watermark: bool = True  # has a watermark option
     alpha: bool = True  # accepts images with an alpha channel
+    # The 5xx statuses this host documents as "the job was not created" when they answer a submit: only those
+    # are retried and failed over. Any other 5xx may come after the host made (and will bill) the job, so the
+    # submit's outcome is unknown (SubmitOutcomeUnknown): never resent, never sent to the next provider.
+    # 4xx and 429 answers are refusals on every host. Each adapter declares its set with the source.
+    submit_not_created: frozenset[int] = frozenset()
 
     def refusal(self, req: VideoRequest, mode: Mode, alpha: bool = False) -> str | None:
         """Why this provider cannot serve the request (`alpha`: an input image has one), or None."""
@@ -94,7 +99,12 @@ class ProviderRejected(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """A 5xx or a connection that never reached it: retry, then fail over."""
+    """A 5xx or a connection that never reached it: retried. A submit fails over on it only when it proves
+    no job was made (never connected, or a 5xx in `Capabilities.submit_not_created`)."""
+
+
+class DeadlineReached(ProviderUnavailable):
+    """Too little of the caller's time was left to send the request, so it was not sent."""
 
 
 class ProviderRateLimited(ProviderError):
@@ -104,7 +114,8 @@ class ProviderRateLimited(ProviderError):
 
 
 class SubmitOutcomeUnknown(ProviderError):
-    """The request was sent but no answer came: the job may exist. Reconcile, never resubmit blindly."""
+    """The request was sent but no answer came, or an answer that does not prove the job was not made
+    (a 5xx the host does not document as "not created"): the job may exist. Reconcile, never resubmit."""
 
 
 class UnknownProviderStatus(ProviderError):

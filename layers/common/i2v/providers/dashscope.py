@@ -47,11 +47,21 @@ STATES = {
 }
 
 
+# Submit answers that prove no job was made: no 5xx. The API reference (providers.md section 6) documents 400
+# InvalidParameter, 401/403 and 429 only, and warns "Do not create duplicate tasks".
+SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
+
 # All three modes, 2-15 s, 720P/1080P, driving audio; no per-task callback and no cancel endpoint on the
 # wan2.7 HTTP reference (providers.md section 6).
 CAPABILITIES = Capabilities(
-    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=False, alpha=False
-)  # alpha: images are "JPEG/JPG/PNG (no alpha)/BMP/WEBP"
+    modes=ALL_MODES,
+    durations=ALL_DURATIONS,
+    audio=True,
+    callback=False,
+    cancel=False,
+    alpha=False,  # images are "JPEG/JPG/PNG (no alpha)/BMP/WEBP"
+    submit_not_created=SUBMIT_NOT_CREATED,
+)
 
 
 @dataclass

@@ -46,7 +46,13 @@ STATES = {
 # A task-level error code that means the task was cancelled, not that generation failed.
 CANCELLED_CODES = frozenset({"request_cancelled"})
 
+# Submit answers that prove no job was made: no 5xx. The error codes page (task-management/error-codes.mdx,
+# providers.md section 4) documents 500 internal_error/api_error with no word on whether the task exists, and
+# task-level service_error/service_unavailable codes that arrive on a task that does exist.
+SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
+
 CAPABILITIES = Capabilities(
+    submit_not_created=SUBMIT_NOT_CREATED,
     modes=ALL_MODES,  # first_frame, first_last_frame, video_continuation (generation_mode)
     durations=ALL_DURATIONS,  # 2-15
     resolutions=frozenset({"720p", "1080p"}),  # quality

@@ -33,7 +33,18 @@ STATES = {
 }
 
 
-CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=True)
+# Submit answers that prove no job was made: the renderer's own API (i2v_local.sim_local) answers 503 only
+# when it refuses a submit before making a job (overloaded); a 500, 502 or 504 may come after the job exists.
+SUBMIT_NOT_CREATED = frozenset({503})
+
+CAPABILITIES = Capabilities(
+    modes=ALL_MODES,
+    durations=ALL_DURATIONS,
+    audio=True,
+    callback=True,
+    cancel=True,
+    submit_not_created=SUBMIT_NOT_CREATED,
+)
 
 
 @dataclass

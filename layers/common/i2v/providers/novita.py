@@ -43,11 +43,22 @@ STATES = {
     "TASK_STATUS_CANCELED": ProviderState.CANCELLED,
 }
 
+# Submit answers that prove no job was made: no 5xx. The errors guide (novita.ai/docs/guides/error,
+# providers.md section 2) lists 503 and 504 without saying whether the task was created, and documents no
+# error body; its 400/401/403/429 are refusals. HighwayAPI documents no errors at all and shares this set.
+SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
+
 # All three modes (image_url / +last_frame_url / first_clip_url), 2-15 s, 720P|1080P, driving audio.
 # Webhooks: Novita's generic `extra.webhook` for V3 async APIs (the wan2.7-i2v page itself lists no `extra`).
 NOVITA_CAPABILITIES = Capabilities(
-    modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=True, cancel=False, alpha=False
-)  # alpha: "PNG (no transparency)"
+    modes=ALL_MODES,
+    durations=ALL_DURATIONS,
+    audio=True,
+    callback=True,
+    cancel=False,
+    alpha=False,  # "PNG (no transparency)"
+    submit_not_created=SUBMIT_NOT_CREATED,
+)
 # HighwayAPI's docs mention no webhook, so we poll it rather than send a field it may reject.
 HIGHWAY_CAPABILITIES = replace(NOVITA_CAPABILITIES, callback=False)
 

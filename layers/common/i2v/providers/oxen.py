@@ -41,7 +41,21 @@ RESOLUTIONS = {"720p": "720P", "1080p": "1080P"}
 
 # All three modes, 2-15 s, 720P/1080P and driving audio per the model page; cancel via DELETE. Completion
 # is pushed only over an SSE stream, never to a callback URL, so the gateway polls.
-CAPABILITIES = Capabilities(modes=ALL_MODES, durations=ALL_DURATIONS, audio=True, callback=False, cancel=True)
+#
+# Submit answers that prove no job was made: no 5xx. The error docs (inference-api/overview.mdx, providers.md
+# section 1) give the types unauthenticated, invalid_params, resource_not_found and unknown_error and never
+# say a 5xx means "not enqueued". Follow-up: `GET /api/ai/queue` lists the queued and processing generations,
+# so a submit with an unknown outcome could be matched there instead of failing the task.
+SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
+
+CAPABILITIES = Capabilities(
+    modes=ALL_MODES,
+    durations=ALL_DURATIONS,
+    audio=True,
+    callback=False,
+    cancel=True,
+    submit_not_created=SUBMIT_NOT_CREATED,
+)
 
 
 @dataclass
