@@ -47,6 +47,7 @@ class Faults:
     hang_submit_after_accept: bool = False  # accept the job, then never answer the submit
     error_after_accept: int | None = None  # make the job, then answer the submit with this status (a 5xx)
     delay_submits: float = 0.0  # each submit waits this long before it is handled (no job exists meanwhile)
+    delay_polls: float = 0.0  # each status query waits this long before it is answered
     # Hold each task that starts rendering at `processing` with this progress until the switch is cleared
     # (set back to None); the render then runs as usual. Lets a test observe a task mid-render.
     hold_progress: int | None = None
@@ -196,6 +197,8 @@ class Simulator:
         return None
 
     def poll_fault(self) -> Response | None:
+        if self.faults.delay_polls:
+            self._released.wait(self.faults.delay_polls)
         with self.lock:
             if self.faults.rate_limit_polls > 0:
                 self.faults.rate_limit_polls -= 1
