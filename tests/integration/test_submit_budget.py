@@ -3,15 +3,17 @@ probing and every provider send; what is left undone when it runs out goes to th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from i2v.create import create
 from i2v.lifecycle import Work
-from i2v.models import Status, Task, VideoRequest
+from i2v.models import RequestProblem, Status, Task, VideoRequest
 from i2v.runtime import Runtime
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.sim_oxen import OxenSimulator
@@ -89,3 +91,49 @@ def test_a_create_with_no_time_left_for_a_provider_sends_nothing_and_leaves_the_
     assert task.next_poll_at is not None
     assert task.next_poll_at <= rt.now()
     assert lease_is_free(rt, task.id)
+
+
+class Drip(BaseHTTPRequestHandler):
+    """A media server sending a PNG's first bytes, then one byte every 0.2 s for ever (until stopped)."""
+
+    stop = threading.Event()
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(10**6))
+        self.end_headers()
+        self.wfile.write(b"\x89PNG\r\n\x1a\n")
+        while not self.stop.wait(0.2):
+            try:
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+            except OSError:
+                return
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    Drip.stop.set()
+    server.shutdown()
+    Drip.stop.clear()
+
+
+def test_media_servers_that_drip_cost_the_create_call_only_its_deadline(
+    bounded: Runtime, oxen: OxenSimulator, dripping: str
+) -> None:
+    req = VideoRequest(
+        image_url=f"{dripping}/first.png", last_frame_url=f"{dripping}/last.png", provider="oxen"
+    )
+    started = time.monotonic()
+    with pytest.raises(RequestProblem) as caught:
+        create(bounded, "demo", req)
+    assert time.monotonic() - started < DEADLINE + SLACK  # each probe alone may take 5 s
+    assert caught.value.status == 422
+    assert oxen.submits == 0

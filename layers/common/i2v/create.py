@@ -10,7 +10,7 @@ import time
 
 from i2v import layout, submit
 from i2v.lifecycle import Work
-from i2v.media import UnsafeUrl, presign_get, resolve_public
+from i2v.media import UnsafeUrl, fetch_deadline, presign_get, resolve_public
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
@@ -48,7 +48,8 @@ def create(
             _own_object(rt, tenant, name, url)
     if req.webhook_url:
         _check_webhook_url(rt, req.webhook_url)
-    media = probe_media(rt, req)
+    with fetch_deadline(deadline - rt.client.clock()):  # each probe has its own bound too; never past ours
+        media = probe_media(rt, req)
     chosen = route(rt, req, mode, alpha=any(info.has_alpha for info in media.values()))
     now = rt.now()
     task = Task(
