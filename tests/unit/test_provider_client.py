@@ -236,3 +236,10 @@ def test_an_answer_larger_than_any_provider_sends_is_not_read_to_its_end() -> No
         client.send(httpx.Request("GET", "https://provider.example/v1/tasks/1"))
     # Each try stops one chunk past the cap, never at the end of the 4 MiB.
     assert len(read) == client.attempts * (MAX_ANSWER_BYTES // 65536 + 1)
+
+
+def test_a_retry_after_of_zero_is_retried_at_once() -> None:
+    waits: list[float] = []
+    client, seen = engine([status(429, **{"Retry-After": "0"}), status(200)], waits)
+    assert client.send(REQUEST).status_code == 200
+    assert (len(seen), waits) == (2, [0.0])

@@ -92,7 +92,8 @@ class ProviderClient:
             if resp.status_code == 429:
                 wait = retry_after(resp)
                 too_long = wait is not None and wait > self.max_retry_after
-                if last or too_long or not self._can_wait(wait or self._jitter(attempt), deadline):
+                pause = wait if wait is not None else self._jitter(attempt)
+                if last or too_long or not self._can_wait(pause, deadline):
                     raise ProviderRateLimited("rate limited", retry_after=wait, raw=resp.text)
                 continue
             if resp.status_code >= 500:
