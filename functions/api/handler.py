@@ -12,7 +12,11 @@ from i2v.runtime import Runtime
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = create_app(Runtime.from_environment())
+rt = Runtime.from_environment()
+# No provider call of this function may outlive API Gateway's 29 s (a cancel's call to the provider included;
+# what it cannot finish in time stays in the task's outbox for the sweeper).
+rt.client.budget = rt.settings.create_deadline_seconds
+app = create_app(rt)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
