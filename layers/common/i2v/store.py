@@ -59,6 +59,11 @@ def _lease(work: Work) -> tuple[str, str]:
     return f"lease_{work.value}", f"lease_{work.value}_until"
 
 
+def _held(claim: Claim) -> tuple[list[str], dict[str, Any]]:
+    """The condition (and its value) that a lease is still `claim`'s."""
+    return [f"{_lease(claim.work)[0]} = :holder"], {":holder": claim.owner}
+
+
 @dataclass
 class TaskStore:
     table: Table
@@ -173,7 +178,8 @@ class TaskStore:
         conditions: list[str] = []
         values: dict[str, Any] = {}
         if to in TERMINAL:
-            sets.update(finished_at=now, outbox=lifecycle.steps_after(to), **self._due_attrs(task_id, now))
+            # Due at once: the outbox is the sweeper's if its writer cannot do it.
+            sets.update(finished_at=now, outbox=lifecycle.steps_after(to), next_poll_at=now)
             removes = [name for work in (Work.SUBMIT, Work.POLL, Work.INGEST) for name in _lease(work)]
             owner, until = _lease(Work.INGEST)
             if to is Status.SUCCEEDED:
@@ -184,11 +190,8 @@ class TaskStore:
             else:
                 conditions.append(f"(attribute_not_exists({until}) OR {until} < :now OR {owner} = :holder)")
                 values.update({":now": now, ":holder": holding.owner if holding else "-"})
-        else:
-            if "next_poll_at" in sets:
-                sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
-            if to is Status.SUBMITTED:  # the job exists: the submit is over, whoever learnt its id
-                removes = list(_lease(Work.SUBMIT))
+        elif to is Status.SUBMITTED:  # the job exists: the submit is over, whoever learnt its id
+            removes = list(_lease(Work.SUBMIT))
         return self._update(task_id, sets, removes, frm, conditions, values)
 
     def update(
@@ -203,12 +206,9 @@ class TaskStore:
         finished, and (with `holding`) only while that lease is still ours. None if not, so a late writer
         cannot overwrite what a newer one recorded."""
         sets: dict[str, Any] = {**changes, "updated_at": self.now()}
-        if "next_poll_at" in sets:
-            sets.update(self._due_attrs(task_id, sets["next_poll_at"]))
         if holding is None:
             return self._update(task_id, sets, [], expect)
-        owner = _lease(holding.work)[0]
-        return self._update(task_id, sets, [], expect, [f"{owner} = :holder"], {":holder": holding.owner})
+        return self._update(task_id, sets, [], expect, *_held(holding))
 
     def claim(
         self,
@@ -233,7 +233,7 @@ class TaskStore:
             sets["ingest_started"] = True
         if due:
             conditions.append("next_poll_at <= :now")
-            sets.update(self._due_attrs(task_id, claim.until))
+            sets["next_poll_at"] = claim.until
         moved = self._update(task_id, sets, [], statuses, conditions, values, touch=False)
         return replace(claim, task=moved) if moved else None
 
@@ -241,17 +241,8 @@ class TaskStore:
         """Give a lease back (with `changes`) if it is still ours; None if it was not."""
         owner, until = _lease(claim.work)
         sets: dict[str, Any] = {**changes, "updated_at": self.now()} if changes else {}
-        if "next_poll_at" in sets:
-            sets.update(self._due_attrs(claim.task_id, sets["next_poll_at"]))
-        condition = [f"{owner} = :holder"]
         return self._update(
-            claim.task_id,
-            sets,
-            [owner, until],
-            set(Status),
-            condition,
-            {":holder": claim.owner},
-            touch=bool(changes),
+            claim.task_id, sets, [owner, until], set(Status), *_held(claim), touch=bool(changes)
         )
 
     def finished_step(self, claim: Claim, rest: list[Step]) -> Task | None:
@@ -259,15 +250,7 @@ class TaskStore:
         owner, until = _lease(Work.FINISH)
         sets: dict[str, Any] = {"outbox": rest} if rest else {}
         removes = [] if rest else ["outbox", "next_poll_at", "due_pk", "due_sk", owner, until]
-        return self._update(
-            claim.task_id,
-            sets,
-            removes,
-            TERMINAL,
-            [f"{owner} = :holder"],
-            {":holder": claim.owner},
-            touch=False,
-        )
+        return self._update(claim.task_id, sets, removes, TERMINAL, *_held(claim), touch=False)
 
     def _update(
         self,
@@ -280,6 +263,8 @@ class TaskStore:
         *,
         touch: bool = True,
     ) -> Task | None:
+        if "next_poll_at" in sets:  # the due index follows the next poll
+            sets = {**sets, **self._due_attrs(task_id, sets["next_poll_at"])}
         names = {f"#s{i}": name for i, name in enumerate(sets)}
         values = {**(values or {}), **{f":s{i}": dynamo_value(v) for i, v in enumerate(sets.values())}}
         assignments = [f"#s{i} = :s{i}" for i in range(len(sets))]
