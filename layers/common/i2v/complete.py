@@ -26,7 +26,7 @@ from i2v.providers.base import (
     UnknownProviderStatus,
 )
 from i2v.runtime import Runtime
-from i2v.submit import callback_token
+from i2v.submit import callback_path, callback_token
 
 logger = Logger(child=True)
 
@@ -72,7 +72,8 @@ def _reconcile(rt: Runtime, task: Task, body: bytes) -> Task:
     except ProviderError as exc:
         logger.warning("callback named a job the provider does not confirm", task_id=task.id, error=str(exc))
         return task
-    if not _echoes_callback(answer, callback_suffix(rt, last.provider, task.id)):
+    # The end of the callback URL this task's submit sent (the API's base URL may have moved since).
+    if not _echoes_callback(answer, callback_path(rt, last.provider, task.id)):
         logger.warning("callback named a job not tied to this task", task_id=task.id, job=job)
         return task
     adopted = last.model_copy(
@@ -95,11 +96,6 @@ JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 # Novita's `extra`. Searched to this depth, so an answer cannot make the search expensive.
 CALLBACK_KEYS = ("callback_url", "webhook_url")
 ECHO_DEPTH = 4
-
-
-def callback_suffix(rt: Runtime, provider: str, task_id: str) -> str:
-    """The end of the callback URL a submit sends for this task (its base URL may have moved since)."""
-    return f"/v1/callbacks/{provider}/{task_id}?token={callback_token(rt, task_id)}"
 
 
 def _echoes_callback(answer: httpx.Response, suffix: str) -> bool:

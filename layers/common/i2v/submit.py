@@ -36,6 +36,11 @@ def callback_token(rt: Runtime, task_id: str) -> str:
     return hmac.new(secret, task_id.encode(), hashlib.sha256).hexdigest()
 
 
+def callback_path(rt: Runtime, provider: str, task_id: str) -> str:
+    """Path and query of a task's callback URL (the route of the callback function, with its token)."""
+    return f"/v1/callbacks/{provider}/{task_id}?token={callback_token(rt, task_id)}"
+
+
 def provider_view(rt: Runtime, task: Task) -> VideoRequest:
     """The request as a provider sees it: our s3:// inputs become presigned GETs valid to the deadline."""
     bucket = rt.settings.bucket_name
@@ -69,8 +74,7 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
             return _leave_to_sweeper(rt, task, claim, attempts)
         callback = None
         if provider.capabilities.callback:
-            token = callback_token(rt, task.id)
-            callback = f"{rt.settings.base_url()}/v1/callbacks/{name}/{task.id}?token={token}"
+            callback = rt.settings.base_url() + callback_path(rt, name, task.id)
         # Record the send before it happens: after a crash this says "it may be there".
         attempts.append(Attempt(provider=name, at=iso(rt.now()), outcome="sent"))
         if rt.tasks.update(task.id, {Status.ACCEPTED}, holding=claim, attempts=attempts) is None:
