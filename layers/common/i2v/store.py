@@ -59,6 +59,30 @@ def _lease(work: Work) -> tuple[str, str]:
     return f"lease_{work.value}", f"lease_{work.value}_until"
 
 
+def due_attributes(task_id: str, next_poll_at: int, shards: int) -> dict[str, Any]:
+    """The sparse `by_due` index's keys for a task due at `next_poll_at`: tasks spread over `shards`
+    partitions, sorted by time within each."""
+    shard = int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % shards
+    return {
+        "next_poll_at": next_poll_at,
+        "due_pk": f"DUE#{shard}",
+        "due_sk": f"{next_poll_at:010d}#{task_id}",
+    }
+
+
+def due_tasks(table: Table, shards: int, now: int, limit: int) -> Iterator[str]:
+    upper = f"{now:010d}~"  # '~' sorts after '#<id>'
+    for shard in range(shards):
+        page = table.resource.query(
+            IndexName=BY_DUE,
+            KeyConditionExpression="due_pk = :p AND due_sk <= :u",
+            ExpressionAttributeValues={":p": f"DUE#{shard}", ":u": upper},
+            Limit=limit,
+        )
+        for item in page.get("Items", []):
+            yield str(item["pk"]).removeprefix("TASK#")
+
+
 def _held(claim: Claim) -> tuple[list[str], dict[str, Any]]:
     """The condition (and its value) that a lease is still `claim`'s."""
     return [f"{_lease(claim.work)[0]} = :holder"], {":holder": claim.owner}
@@ -79,16 +103,6 @@ class TaskStore:
     def _pk(task_id: str) -> str:
         return f"TASK#{task_id}"
 
-    def _shard(self, task_id: str) -> str:
-        return f"DUE#{int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % self.due_shards}"
-
-    def _due_attrs(self, task_id: str, next_poll_at: int) -> dict[str, Any]:
-        return {
-            "next_poll_at": next_poll_at,
-            "due_pk": self._shard(task_id),
-            "due_sk": f"{next_poll_at:010d}#{task_id}",
-        }
-
     def _item(self, task: Task) -> dict[str, Any]:
         item: dict[str, Any] = task.model_dump(mode="json", exclude_none=True)
         item.update(
@@ -98,7 +112,7 @@ class TaskStore:
             expires_at=task.created_at + self.ttl_days * 86400,
         )
         if task.next_poll_at is not None and (task.status in IN_FLIGHT or task.outbox):
-            item.update(self._due_attrs(task.id, task.next_poll_at))
+            item.update(due_attributes(task.id, task.next_poll_at, self.due_shards))
         return item
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -264,7 +278,7 @@ class TaskStore:
         touch: bool = True,
     ) -> Task | None:
         if "next_poll_at" in sets:  # the due index follows the next poll
-            sets = {**sets, **self._due_attrs(task_id, sets["next_poll_at"])}
+            sets = {**sets, **due_attributes(task_id, sets["next_poll_at"], self.due_shards)}
         names = {f"#s{i}": name for i, name in enumerate(sets)}
         values = {**(values or {}), **{f":s{i}": dynamo_value(v) for i, v in enumerate(sets.values())}}
         assignments = [f"#s{i} = :s{i}" for i in range(len(sets))]
@@ -314,16 +328,7 @@ class TaskStore:
 
     def due(self, limit: int = 100) -> Iterator[str]:
         """Ids of tasks whose next poll (or outbox retry) time has come, oldest first per shard."""
-        upper = f"{self.now():010d}~"  # '~' sorts after '#<id>'
-        for shard in range(self.due_shards):
-            page = self.table.resource.query(
-                IndexName=BY_DUE,
-                KeyConditionExpression="due_pk = :p AND due_sk <= :u",
-                ExpressionAttributeValues={":p": f"DUE#{shard}", ":u": upper},
-                Limit=limit,
-            )
-            for item in page.get("Items", []):
-                yield str(item["pk"]).removeprefix("TASK#")
+        return due_tasks(self.table, self.due_shards, self.now(), limit)
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
