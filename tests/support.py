@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from i2v_local.stack import FakeContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +59,14 @@ def api_call(
     result = invoke("api", event)
     text = result.get("body") or "null"
     return result["statusCode"], json.loads(text) if text.strip().startswith(("{", "[", "null")) else text
+
+
+def copy_bus_to_queue(bus: str, queue: str) -> str:
+    """A queue that gets a copy of every event the gateway puts on `bus` (moto delivers within put_events);
+    returns its URL."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = str(sqs.create_queue(QueueName=queue)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
+    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return url

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
 
 from i2v.runtime import Runtime
 from i2v_local.simulator import Faults, Simulator
 from i2v_local.stack import LocalStack
+from tests.support import copy_bus_to_queue
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,7 @@ def stack(moto_endpoint: str) -> Iterator[LocalStack]:
 def events_queue(stack: LocalStack) -> str:
     """Every event the gateway puts on its bus, copied to a queue the tests can read."""
     assert stack.resources is not None
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="test-bus-copy")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.resources.refs["EventBus"]
-    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
-    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return str(url)
+    return copy_bus_to_queue(stack.resources.refs["EventBus"], "test-bus-copy")
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from i2v.submit import callback_token
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.simulator import SimTask
+from tests.support import copy_bus_to_queue
 
 HOOK = "http://127.0.0.1:9/hook"  # never called here: the deliver function is not run, its queue is counted
 RANK = {Status.ACCEPTED: 0, Status.SUBMITTED: 1, Status.PROCESSING: 2}  # every terminal status ranks 3
@@ -100,13 +101,7 @@ def result_video(tmp_path_factory: pytest.TempPathFactory) -> Video:
 @pytest.fixture
 def events_queue(aws: LocalResources) -> str:
     """Every event put on the gateway's bus, copied to a queue this test reads."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = str(sqs.create_queue(QueueName="lifecycle-bus-copy")["QueueUrl"])
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = aws.refs["EventBus"]
-    events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
-    events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return url
+    return copy_bus_to_queue(aws.refs["EventBus"], "lifecycle-bus-copy")
 
 
 @dataclass

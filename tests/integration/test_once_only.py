@@ -38,7 +38,7 @@ from i2v.sweep import sweep
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.stack import FakeContext, load_handler, sqs_event
-from tests.support import api_call, invoke, load_event
+from tests.support import api_call, copy_bus_to_queue, invoke, load_event
 
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # the box every MP4 starts with
 
@@ -109,13 +109,7 @@ def webhooks() -> Iterator[Webhooks]:
 @pytest.fixture
 def bus(aws: LocalResources) -> str:
     """A queue that gets a copy of every event on the gateway's bus (moto delivers within put_events)."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = str(sqs.create_queue(QueueName="bus-copy")["QueueUrl"])
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    name = aws.refs["EventBus"]
-    events.put_rule(Name="copy-all", EventBusName=name, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
-    events.put_targets(Rule="copy-all", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-    return url
+    return copy_bus_to_queue(aws.refs["EventBus"], "bus-copy")
 
 
 def announced(bus_url: str) -> Counter[tuple[str, str]]:
