@@ -52,8 +52,11 @@ def lease_is_free(rt: Runtime, task_id: str) -> bool:
 def test_a_slow_refusal_that_spends_the_deadline_leaves_the_next_provider_to_the_sweeper(
     bounded: Runtime, local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
 ) -> None:
+    # An attempt needs 1.5 s: once the refusal is in, what is left of the deadline is too little for a retry
+    # or the next provider, with a wide margin for the time a loaded machine takes to probe and send.
+    bounded.client.min_attempt_seconds = 1.5
     local_sim.faults.fail_submits = 99  # a 503, which the local renderer documents as "no job made"...
-    local_sim.faults.delay_submits = DEADLINE * 0.75  # ...after most of the deadline
+    local_sim.faults.delay_submits = DEADLINE * 0.45  # ...after almost half the deadline
     req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider=["local", "oxen"])
     task, took = timed_create(bounded, req)
     assert took < DEADLINE + SLACK

@@ -175,9 +175,10 @@ def test_a_send_with_too_little_time_left_is_not_started() -> None:
     assert seen == []  # certainly not at the provider: the caller may leave it to the sweeper
 
 
-def test_no_retry_is_started_that_would_cross_the_deadline() -> None:
+def test_no_retry_is_started_that_would_cross_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     client, seen, clock = timed_engine([status(503), status(200)])
-    client.backoff = 2.0  # a first backoff of up to 2 s
+    client.backoff = 2.0  # a first backoff of up to 2 s...
+    monkeypatch.setattr("i2v.providers.client.random.uniform", lambda low, high: high)  # ...drawn at its most
     deadline = clock() + 0.6  # room for one attempt, not for a wait and a second one
     resp = client.send(REQUEST, is_submit=True, not_created=frozenset({503}), deadline=deadline)
     assert resp.status_code == 503  # handed back as it is: the adapter makes it a failover
