@@ -50,23 +50,29 @@ def lease_is_free(rt: Runtime, task_id: str) -> bool:
 
 
 def test_a_slow_refusal_that_spends_the_deadline_leaves_the_next_provider_to_the_sweeper(
-    bounded: Runtime, local_sim: LocalSimulator, oxen: OxenSimulator, media_server: tuple[Path, str]
+    oxen: OxenSimulator,
+    local_sim: LocalSimulator,
+    media_server: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An attempt needs 1.5 s: once the refusal is in, what is left of the deadline is too little for a retry
-    # or the next provider, with a wide margin for the time a loaded machine takes to probe and send.
-    bounded.client.min_attempt_seconds = 1.5
+    # A 4 s deadline, and an attempt needs 2 s of it: the refusal comes 2 s into the send, so what is left is
+    # too little for a retry or the next provider however long probing took (up to 2 s on a loaded machine).
+    deadline = 4.0
+    monkeypatch.setenv("I2V_CREATE_DEADLINE_SECONDS", str(deadline))
+    rt = Runtime.from_environment()
+    rt.client.min_attempt_seconds = deadline / 2
     local_sim.faults.fail_submits = 99  # a 503, which the local renderer documents as "no job made"...
-    local_sim.faults.delay_submits = DEADLINE * 0.45  # ...after almost half the deadline
+    local_sim.faults.delay_submits = deadline / 2  # ...after half the deadline
     req = VideoRequest(image_url=f"{media_server[1]}/sample.png", provider=["local", "oxen"])
-    task, took = timed_create(bounded, req)
-    assert took < DEADLINE + SLACK
+    task, took = timed_create(rt, req)
+    assert took < deadline + SLACK
     assert task.status is Status.ACCEPTED
     assert [(a.provider, a.outcome) for a in task.attempts] == [("local", "rejected")]
     assert local_sim.submits == 1  # no retry that would cross the deadline
     assert oxen.submits == 0  # not tried within the call...
     assert task.next_poll_at is not None
-    assert task.next_poll_at <= bounded.now()
-    assert lease_is_free(bounded, task.id)
+    assert task.next_poll_at <= rt.now()
+    assert lease_is_free(rt, task.id)
 
 
 def test_a_host_that_never_answers_a_submit_costs_the_call_only_its_deadline(
