@@ -1,89 +1,46 @@
-"""`make bench`: speed as ratios against a floor measured in the same run, on the same machine.
+"""`make bench` (or `python -m benchmarks p1 p3`): every figure that matters, as ratios against a floor
+measured in the same run on the same machine. Each benchmark is a module `pN_*.py` with `run() -> None`.
 
-- cold start: importing each handler in a fresh interpreter vs a bare `import boto3` (the floor every
-  Python Lambda pays). Median of several runs.
-- hot path: validating a create request and deriving its mode vs `json.loads` of the same body.
-- renderer: seconds of encoding per second of 720p video (the local stack's stand-in for the model).
+- p1 cold start: each handler's import as Lambda runs it (the built layer, read-only, the runtime's Python)
+- p2 warm create: `POST /v1/videos` against moto and a simulator vs the AWS/HTTP calls it cannot avoid
+- p3 sweeper: 1,000 in-flight tasks polled vs 1000 x latency / concurrency; the same at 100,000, modelled
+- p4 ingest: a 200 MB result streamed into S3: peak memory growth and throughput vs a raw loopback copy
+- p5 detection: provider finished -> task terminal, for callback and poll-only providers
+- p6 render: seconds of encoding per second of 720p video (the local provider)
+- p7 cost: AWS calls per finished task, priced per 1,000 videos, next to the provider's spend
 """
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import subprocess
+import importlib
+import pkgutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HANDLERS = ["api", "callback", "sweeper", "ingest", "s3_trigger", "deliver"]
+HERE = Path(__file__).resolve().parent
 
 
-def cold_import(code: str, runs: int = 7) -> float:
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'layers/common'}",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        # Each handler builds its runtime at import (its cold start): the settings it cannot start without.
-        "I2V_TABLE_NAME": "bench-table",
-        "I2V_BUCKET_NAME": "bench-bucket",
-    }
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def available() -> dict[str, str]:
+    """`p1` -> `benchmarks.p1_cold`, for every benchmark module here."""
+    found = {}
+    for module in pkgutil.iter_modules([str(HERE)]):
+        key = module.name.split("_", 1)[0]
+        if key.startswith("p") and key[1:].isdigit():
+            found[key] = f"benchmarks.{module.name}"
+    return dict(sorted(found.items(), key=lambda kv: int(kv[0][1:])))
 
 
-def per_call(fn: Callable[[], object], seconds: float = 0.5) -> float:
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    return (time.perf_counter() - start) / calls
-
-
-def main() -> int:
-    print("cold start (fresh interpreter, median of 7)")
-    floor = cold_import("import boto3")
-    print(f"  floor  import boto3                 {floor * 1000:7.1f} ms")
-    for name in HANDLERS:
-        path = ROOT / "functions" / name
-        code = f"import sys; sys.path.insert(0, {str(path)!r}); import handler"
-        took = cold_import(code)
-        print(f"  {name:<10} import handler            {took * 1000:7.1f} ms  = {took / floor:4.2f}x floor")
-
-    from i2v.models import VideoRequest
-
-    body = json.dumps(
-        {"image_url": "https://m.example/a.png", "prompt": "a" * 400, "duration": 5, "resolution": "720P"}
-    )
-    floor_call = per_call(lambda: json.loads(body))
-    check = per_call(lambda: VideoRequest.model_validate_json(body).resolved_mode())
-    print("hot path")
-    print(f"  floor  json.loads(body)             {floor_call * 1e6:7.1f} us")
-    print(f"  validate + derive mode              {check * 1e6:7.1f} us  = {check / floor_call:4.2f}x floor")
-
-    from PIL import Image
-
-    from i2v_local.render import RenderJob, render
-
-    with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "in.png"
-        Image.open(ROOT / "assets" / "sample.png").save(image)
-        start = time.perf_counter()
-        render(RenderJob(duration=5, short_side=720, first_frame=image), Path(tmp) / "out.mp4")
-        took = time.perf_counter() - start
-    print("renderer")
-    print(f"  5 s of 720p first-frame video       {took:7.2f} s   = {took / 5:4.2f}x real time")
+def main(argv: list[str]) -> int:
+    modules = available()
+    chosen = argv or list(modules)
+    unknown = [name for name in chosen if name not in modules]
+    if unknown:
+        print(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(modules)}", file=sys.stderr)
+        return 2
+    for name in chosen:
+        importlib.import_module(modules[name]).run()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
