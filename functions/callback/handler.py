@@ -5,7 +5,7 @@ The body is never trusted: the token is checked, then the provider's own status 
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,7 +17,6 @@ from i2v.problems import problem, problem_for
 from i2v.runtime import Runtime
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
 # Providers wait seconds for our answer: one short status query, else the sweeper asks later.
@@ -44,7 +43,6 @@ def callback(provider: str, task_id: str) -> Response[Any]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -3,41 +3,41 @@
 from typing import Any
 
 import httpx
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v.delivery import DeliveryFailed
-from i2v.messages import DeliveryRecord
+from i2v.messages import DeliveryMessage
 from i2v.notify import deliver
 from i2v.runtime import Runtime
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
-processor = BatchProcessor(event_type=EventType.SQS, model=DeliveryRecord)
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def record_handler(record: DeliveryRecord) -> str:
+def record_handler(record: SQSRecord) -> str:
+    message = DeliveryMessage.model_validate_json(record.body)  # malformed: this record fails, alone
     try:
-        outcome = deliver(rt, record.body)
+        outcome = deliver(rt, message)
     except (DeliveryFailed, httpx.HTTPError):
         # Exponential backoff by hiding the message longer each time it comes back (the DLQ ends it).
-        tries = int(record.attributes.ApproximateReceiveCount)
+        tries = int(record.attributes.approximate_receive_count)
         delay = min(rt.settings.delivery_backoff_seconds * 2 ** (tries - 1), 900)
         rt.sqs.change_message_visibility(
             QueueUrl=rt.settings.delivery_queue_url,
-            ReceiptHandle=record.receiptHandle,
+            ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=delay,
         )
         raise
-    logger.info("webhook", task_id=record.body.task_id, outcome=outcome)
+    logger.info("webhook", task_id=message.task_id, outcome=outcome)
     return outcome
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

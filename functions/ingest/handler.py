@@ -2,29 +2,29 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v.ingest import ingest
-from i2v.messages import IngestRecord
+from i2v.messages import IngestMessage
 from i2v.runtime import Runtime
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
-processor = BatchProcessor(event_type=EventType.SQS, model=IngestRecord)
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def record_handler(record: IngestRecord) -> str:
-    outcome = ingest(rt, record.body)
-    logger.info("ingest", task_id=record.body.task_id, outcome=outcome)
+def record_handler(record: SQSRecord) -> str:
+    message = IngestMessage.model_validate_json(record.body)  # malformed: this record fails, alone
+    outcome = ingest(rt, message)
+    logger.info("ingest", task_id=message.task_id, outcome=outcome)
     return outcome
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

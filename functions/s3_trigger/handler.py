@@ -6,19 +6,19 @@ S3 notifies an SQS queue (so failures retry and dead-letter); a direct S3 event 
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v.messages import UploadNotification, UploadRecord
+from i2v.messages import UploadNotification
 from i2v.runtime import Runtime
 from i2v.uploads import from_upload
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
-processor = BatchProcessor(event_type=EventType.SQS, model=UploadRecord)
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def on_notification(notification: UploadNotification) -> None:
@@ -28,12 +28,11 @@ def on_notification(notification: UploadNotification) -> None:
         logger.info("upload", key=key, task_id=task and task.id, status=task and task.status.value)
 
 
-def record_handler(record: UploadRecord) -> None:
-    on_notification(record.body)
+def record_handler(record: SQSRecord) -> None:
+    on_notification(UploadNotification.model_validate_json(record.body))  # malformed: this record fails
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("Records", [{}])[0].get("eventSource") == "aws:s3":

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -10,13 +10,11 @@ from i2v.runtime import Runtime
 from i2v.sweep import sweep
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 rt = Runtime.from_environment()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     outcomes = sweep(rt)
