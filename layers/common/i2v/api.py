@@ -3,6 +3,9 @@
 Powertools validates bodies and parameters from the pydantic models and publishes the same models as the
 OpenAPI document, so the docs and the checks cannot disagree. `create_app` makes one resolver per container:
 a resolver holds the event it is resolving, so each concurrent invocation needs its own.
+
+The use cases behind create, cancel, uploads and the webhook secret are imported on first use: a container
+that only answers status queries (the commonest call) never loads probing, providers or webhook signing.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from i2v import cancel, create, uploads
-from i2v.delivery import tenant_secret
 from i2v.models import (
     MAX_BODY_CHARS,
     FieldError,
@@ -39,7 +40,7 @@ from i2v.models import (
 )
 from i2v.problems import PROBLEM, problem, problem_for
 from i2v.runtime import Runtime
-from i2v.views import view
+from i2v.views import task_for_tenant, view
 
 logger = Logger(child=True)
 
@@ -183,7 +184,9 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         request: VideoRequest,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> Response[TaskView]:
-        task, created = create.create(rt, tenant(), request, idempotency_key=idempotency_key)
+        from i2v.create import create
+
+        task, created = create(rt, tenant(), request, idempotency_key=idempotency_key)
         logger.info(
             "task created" if created else "idempotent replay", task_id=task.id, status=task.status.value
         )
@@ -195,7 +198,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         responses=answers(200, "The task", 404),
     )
     def get_video(task_id: str) -> Response[TaskView]:
-        return accepted(view(rt, cancel.task_for_tenant(rt, tenant(), task_id), with_webhook=True))
+        return accepted(view(rt, task_for_tenant(rt, tenant(), task_id), with_webhook=True))
 
     @app.get("/v1/videos", summary="Your tasks, newest first", responses=answers(200, "A page of tasks"))
     def list_videos(
@@ -211,7 +214,9 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         responses=answers(200, "The cancelled task", 404, 409),
     )
     def cancel_video(task_id: str) -> Response[TaskView]:
-        return accepted(view(rt, cancel.cancel(rt, tenant(), task_id)))
+        from i2v.cancel import cancel
+
+        return accepted(view(rt, cancel(rt, tenant(), task_id)))
 
     @app.post(
         "/v1/uploads",
@@ -219,7 +224,9 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         responses=answers(201, "Upload ticket", 413, 415),
     )
     def create_upload(upload: UploadRequest) -> Response[UploadTicket]:
-        return accepted(uploads.ticket(rt, tenant(), upload), 201)
+        from i2v.uploads import ticket
+
+        return accepted(ticket(rt, tenant(), upload), 201)
 
     @app.get(
         "/v1/webhooks/secret",
@@ -227,6 +234,8 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         responses=answers(200, "Your webhook secret"),
     )
     def webhook_secret() -> Response[WebhookSecret]:
+        from i2v.delivery import tenant_secret
+
         secret = tenant_secret(rt.settings.secret("webhook_secret"), tenant())
         return accepted(WebhookSecret(secret=secret))
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 from i2v.models import RequestProblem, Status, Task
 from i2v.notify import conclude
 from i2v.runtime import Runtime
-
-
-def task_for_tenant(rt: Runtime, tenant: str, task_id: str) -> Task:
-    task = rt.tasks.get(task_id)
-    if task is None or task.tenant != tenant:  # another tenant's task does not exist for you
-        raise RequestProblem(404, "Task not found", detail=f"no task {task_id}")
-    return task
+from i2v.views import task_for_tenant
 
 
 def cancel(rt: Runtime, tenant: str, task_id: str) -> Task:

@@ -5,12 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from i2v.media import presign_get
-from i2v.models import Status, Task, TaskLinks, TaskView
+from i2v.models import RequestProblem, Status, Task, TaskLinks, TaskView
 from i2v.runtime import Runtime
 
 
 def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def task_for_tenant(rt: Runtime, tenant: str, task_id: str) -> Task:
+    task = rt.tasks.get(task_id)
+    if task is None or task.tenant != tenant:  # another tenant's task does not exist for you
+        raise RequestProblem(404, "Task not found", detail=f"no task {task_id}")
+    return task
 
 
 def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
