@@ -387,7 +387,11 @@ def stream_to_s3(
 
     The whole copy ends within `deadline` seconds (an httpx timeout past it, which the caller retries)."""
     end = time.monotonic() + deadline
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata)
+    # Per-part CRC32s, as boto3's own uploads do: S3 checks each part as it lands and the completion names them.
+    # (Without it moto checksums the whole object at completion, copying it twice in memory.)
+    upload = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata, ChecksumAlgorithm="CRC32"
+    )
     upload_id = upload["UploadId"]
     digest = hashlib.sha256()
     parts: list[CompletedPartTypeDef] = []
@@ -430,8 +434,10 @@ def stream_to_s3(
 def _upload_part(
     s3: S3Client, bucket: str, key: str, upload_id: str, number: int, data: bytes
 ) -> CompletedPartTypeDef:
-    etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)["ETag"]
-    return {"ETag": etag, "PartNumber": number}
+    done = s3.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ChecksumAlgorithm="CRC32"
+    )
+    return {"ETag": done["ETag"], "PartNumber": number, "ChecksumCRC32": done["ChecksumCRC32"]}
 
 
 class IngestError(Exception):
