@@ -32,6 +32,7 @@ FUNCTIONS = (
     "ApiFunction",
     "CallbackFunction",
     "SweeperFunction",
+    "PollFunction",
     "IngestFunction",
     "DeliverFunction",
     "S3TriggerFunction",
@@ -69,6 +70,19 @@ RARELY_USED = {
     ("SweeperFunction", "ssm:GetParameter", "public-base-url"): "builds a resubmit's callback URL",
     ("SweeperFunction", "s3:GetObject", "/inputs/"): "presigns a resubmit's inputs",
     ("SweeperFunction", "s3:GetObject", "/uploads/"): "presigns a resubmitted drop-folder image",
+    # The poll worker takes the same turns as the sweep: its rarer paths are the sweep's (above), and ending a
+    # task itself (a time-out found by a timed turn) and what that end owes.
+    ("SweeperFunction", "sqs:SendMessage*", "IngestQueue"): "a sweep's own turn finds a job done",
+    ("PollFunction", "dynamodb:BatchGetItem", ":table/"): "reads provider health to route a resubmit",
+    ("PollFunction", "secretsmanager:GetSecretValue", "CallbackSecret"): "signs a resubmit's callback URL",
+    ("PollFunction", "secretsmanager:GetSecretValue", "ProviderKeysSecret"): "reads the hosts' keys deployed",
+    ("PollFunction", "ssm:GetParameter", "public-base-url"): "builds a resubmit's callback URL",
+    ("PollFunction", "s3:GetObject", "/inputs/"): "presigns a resubmit's inputs",
+    ("PollFunction", "s3:GetObject", "/uploads/"): "presigns a resubmitted drop-folder image",
+    ("PollFunction", "s3:GetObject", "/outputs/"): "reads a stray output's task-id before discarding it",
+    ("PollFunction", "s3:DeleteObject", "/outputs/"): "discards a stray output when a turn ends its task",
+    ("PollFunction", "events:PutEvents", "event-bus/"): "announces a task its turn ended (timed out, failed)",
+    ("PollFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task its turn ended",
     # A drop-folder task whose metadata names a webhook and that no provider takes ends in the trigger.
     ("S3TriggerFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task it ended",
 }
@@ -148,9 +162,12 @@ def flows(
         assert api.get("/v1/providers").status_code == 200
         assert api.get("/v1/webhooks/secret").status_code == 200
 
-        # A polled provider: the sweeper polls it and queues the ingest.
+        # A polled provider: the poll worker's timed turns poll it (the sweep is paused, so it cannot take
+        # a turn first) and queue the ingest, each turn queuing the next.
+        stack.pause("SweeperFunction")
         polled = create(api, {**body, "provider": "oxen"})
         assert finished(api, polled["id"])["status"] == "succeeded"
+        stack.resume("SweeperFunction")
 
         # A provider's callback reporting a failure: the callback function ends the task.
         sims["local"].faults.fail_render = "content refused"

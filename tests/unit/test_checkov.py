@@ -72,7 +72,7 @@ def test_every_function_has_reserved_concurrency_and_its_own_log_group_with_rete
 ) -> None:
     resources = template["Resources"]
     functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
-    assert len(functions) == 6
+    assert len(functions) == 7
     groups = set()
     for props in functions.values():
         reserved = props["ReservedConcurrentExecutions"]["Fn::If"]

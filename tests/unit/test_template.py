@@ -41,7 +41,7 @@ def test_every_queue_has_a_dead_letter_queue(template: dict[str, Any]) -> None:
     fed = {k for k, v in queues.items() if "RedrivePolicy" in v}
     dead = {v["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for k, v in queues.items() if k in fed}
     assert fed | dead == set(queues)
-    assert fed == {"UploadsQueue", "IngestQueue", "DeliveryQueue"}
+    assert fed == {"UploadsQueue", "IngestQueue", "DeliveryQueue", "PollQueue"}
 
 
 def test_table_has_the_listing_and_due_indexes_and_ttl(template: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ def test_every_sqs_queue_hides_a_message_for_at_least_six_times_its_functions_ti
     # AWS's advice for SQS event sources: a message in flight stays invisible while its function (and the
     # poller's retries of a throttled invoke) may still be working on it, so it is not handled twice.
     sources = sqs_sources(template)
-    assert {queue for _, queue, _ in sources} == {"IngestQueue", "DeliveryQueue", "UploadsQueue"}
+    assert {queue for _, queue, _ in sources} == {"IngestQueue", "DeliveryQueue", "UploadsQueue", "PollQueue"}
     for function, queue, _ in sources:
         visibility = int(template["Resources"][queue]["Properties"]["VisibilityTimeout"])
         assert visibility >= 6 * timeout(template, function), f"{queue} feeds {function}"

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     task_ttl_days: int = 30
     http_timeout_seconds: float = 10.0
     sweeper_concurrency: int = 8
+    # The poll queue (PollFunction's): timed turns and the sweep's overflow. Unset: the sweep does every turn.
+    poll_queue_url: str | None = None
+    # Turns one sweep takes itself (8 at a time, ~1 s each: well inside its period); the rest go to the queue.
+    sweep_inline_limit: int = 100
 
     # -- time bounds (template.yaml's function timeouts are set from these; tests/unit/test_time_bounds.py) --
     # A create call (probing the media, then submitting) answers within this, below API Gateway's 29 s.

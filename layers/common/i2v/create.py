@@ -12,6 +12,7 @@ from i2v import layout, submit
 from i2v.lifecycle import Work
 from i2v.media import UnsafeUrl, fetch_deadline, presign_get, resolve_public
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
+from i2v.polls import follow
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
 from i2v.runtime import Runtime
@@ -72,6 +73,8 @@ def create(
     stored, created = rt.tasks.create(task, idem, holding=claim)  # the transaction settles concurrent replays
     if created:
         stored = submit.submit(rt, stored, claim, deadline)
+        if not stored.status.terminal:
+            follow(rt, stored)  # its first poll, on time
     return stored, created
 
 

@@ -20,6 +20,12 @@ class IngestMessage(BaseModel):
     result_url: str
 
 
+class PollMessage(BaseModel):
+    """A task's turn is due (or overdue): poll it, submit it again, time it out or finish its outbox."""
+
+    task_id: str
+
+
 class DeliveryMessage(BaseModel):
     """A task ended and has a webhook_url: POST its signed event."""
 

@@ -71,16 +71,22 @@ def due_attributes(task_id: str, next_poll_at: int, shards: int) -> dict[str, An
 
 
 def due_tasks(table: Table, shards: int, now: int, limit: int) -> Iterator[str]:
+    """Every due task id, shard by shard, `limit` per page (read as the caller consumes them)."""
     upper = f"{now:010d}~"  # '~' sorts after '#<id>'
     for shard in range(shards):
-        page = table.resource.query(
-            IndexName=BY_DUE,
-            KeyConditionExpression="due_pk = :p AND due_sk <= :u",
-            ExpressionAttributeValues={":p": f"DUE#{shard}", ":u": upper},
-            Limit=limit,
-        )
-        for item in page.get("Items", []):
-            yield str(item["pk"]).removeprefix("TASK#")
+        query: dict[str, Any] = {
+            "IndexName": BY_DUE,
+            "KeyConditionExpression": "due_pk = :p AND due_sk <= :u",
+            "ExpressionAttributeValues": {":p": f"DUE#{shard}", ":u": upper},
+            "Limit": limit,
+        }
+        while True:
+            page = table.resource.query(**query)
+            for item in page.get("Items", []):
+                yield str(item["pk"]).removeprefix("TASK#")
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _held(claim: Claim) -> tuple[list[str], dict[str, Any]]:
@@ -326,7 +332,7 @@ class TaskStore:
         last = page.get("LastEvaluatedKey")
         return tasks, _encode_cursor(last) if last else None
 
-    def due(self, limit: int = 100) -> Iterator[str]:
+    def due(self, limit: int = 500) -> Iterator[str]:
         """Ids of tasks whose next poll (or outbox retry) time has come, oldest first per shard."""
         return due_tasks(self.table, self.due_shards, self.now(), limit)
 

@@ -2,12 +2,17 @@
 
 Sweeps run every minute and may overlap (each may take up to its timeout). Each task's turn is claimed with
 the poll lease, and a submit with the submit lease, so two sweeps never do one task's work twice.
+
+Turns come from two places: the sweep takes up to `sweep_inline_limit` due tasks itself and queues the rest,
+and the poll worker (PollFunction) takes queued turns, each followed by the message for the task's next turn
+at its due time (`i2v.polls`). With no poll queue configured, the sweep takes every turn.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 from aws_lambda_powertools import Logger
 
@@ -16,6 +21,7 @@ from i2v.complete import refresh
 from i2v.lifecycle import Work
 from i2v.models import Status, Task, TaskError
 from i2v.notify import conclude, end, finish
+from i2v.polls import dispatch, follow
 from i2v.runtime import Runtime
 from i2v.submit import submit
 
@@ -23,13 +29,24 @@ logger = Logger(child=True)
 
 
 def sweep(rt: Runtime) -> Counter[str]:
-    """One run of the sweeper over every due task, a few at a time. Returns how each turn ended."""
-    ids = list(rt.tasks.due())
+    """One run of the sweeper over every due task. Returns how each turn ended (and how many were queued)."""
+    due = rt.tasks.due()
+    queued = bool(rt.settings.poll_queue_url)
+    ids = list(islice(due, rt.settings.sweep_inline_limit) if queued else due)
+    outcomes = take_turns(rt, ids)
+    if queued and (handed := dispatch(rt, due)):
+        outcomes["queued"] = handed
+    return outcomes
+
+
+def take_turns(rt: Runtime, task_ids: list[str]) -> Counter[str]:
+    """A turn for each task, `sweeper_concurrency` at a time."""
     with ThreadPoolExecutor(max_workers=max(1, rt.settings.sweeper_concurrency)) as pool:
-        return Counter(pool.map(lambda task_id: sweep_one(rt, task_id), ids))
+        return Counter(pool.map(lambda task_id: sweep_one(rt, task_id), task_ids))
 
 
 def sweep_one(rt: Runtime, task_id: str) -> str:
+    """One turn on a task, then (if it is still running) the message for its next turn at its due time."""
     try:
         task = rt.tasks.get(task_id)
         if task is None:
@@ -38,11 +55,14 @@ def sweep_one(rt: Runtime, task_id: str) -> str:
             return f"outbox_{finish(rt, task)}"
         turn = rt.tasks.claim(task_id, Work.POLL, pacing.POLL_LEASE_SECONDS, due=True)
         if turn is None or turn.task is None:
-            return "taken"  # another sweep has this task's turn
+            return "taken"  # another turn has it, or it is no longer due (a duplicate message)
         try:
-            return _turn(rt, turn.task)
+            outcome = _turn(rt, turn.task)
         finally:
-            rt.tasks.release(turn)
+            after = rt.tasks.release(turn)
+        if after is not None and not after.status.terminal:
+            follow(rt, after)
+        return outcome
     except Exception:
         logger.exception("sweeping a task failed", task_id=task_id)
         return "error"
