@@ -387,7 +387,7 @@ def stream_to_s3(
 
     The whole copy ends within `deadline` seconds (an httpx timeout past it, which the caller retries)."""
     end = time.monotonic() + deadline
-    # Per-part CRC32s, as boto3's own uploads do: S3 checks each part as it lands and the completion names them.
+    # Per-part CRC32s as boto3 uploads do: S3 checks each part as it lands and the completion names them.
     # (Without it moto checksums the whole object at completion, copying it twice in memory.)
     upload = s3.create_multipart_upload(
         Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata, ChecksumAlgorithm="CRC32"
