@@ -73,6 +73,11 @@ RARELY_USED = {
     # The poll worker takes the same turns as the sweep: its rarer paths are the sweep's (above), and ending a
     # task itself (a time-out found by a timed turn) and what that end owes.
     ("SweeperFunction", "sqs:SendMessage*", "IngestQueue"): "a sweep's own turn finds a job done",
+    # A turn reads its task only when the claim fails (an ended task owing steps, or one another turn has).
+    ("SweeperFunction", "dynamodb:GetItem", ":table/"): "reads a task whose turn it could not claim",
+    ("PollFunction", "dynamodb:GetItem", ":table/"): "reads a task whose turn it could not claim",
+    # Locally a timed turn usually reaches a running task before the 2 s sweep: the sweep then queues none.
+    ("SweeperFunction", "sqs:SendMessage*", "PollQueue"): "queues the next turn of a task it polled itself",
     ("PollFunction", "dynamodb:BatchGetItem", ":table/"): "reads provider health to route a resubmit",
     ("PollFunction", "secretsmanager:GetSecretValue", "CallbackSecret"): "signs a resubmit's callback URL",
     ("PollFunction", "secretsmanager:GetSecretValue", "ProviderKeysSecret"): "reads the hosts' keys deployed",
@@ -179,9 +184,11 @@ def flows(
         sims["local"].faults.stall = True
         cancelled = create(api, body)
         assert api.post(f"/v1/videos/{cancelled['id']}/cancel").status_code == 200
+        stack.pause("PollFunction")  # the sweep, not a timed turn, finds it overdue
         overdue = create(api, body)
         rt.tasks.update(overdue["id"], deadline_at=int(time.time()) - 1)
         assert finished(api, overdue["id"])["status"] == "timed_out"
+        stack.resume("PollFunction")
 
         # The drop folder: options from metadata, from a sidecar, and refused ones.
         folder = f"uploads/{stack.tenant}/iam"

@@ -14,7 +14,7 @@ from i2v import create
 from i2v.models import Status, Task, VideoRequest
 from i2v.polls import follow
 from i2v.runtime import Runtime
-from i2v.sweep import sweep, sweep_one
+from i2v.sweep import sweep, take_turn, take_turns
 from i2v_local.sim_local import LocalSimulator
 from tests.e2e.flows import wait_for
 from tests.support import invoke
@@ -73,7 +73,7 @@ def test_a_created_task_has_its_first_poll_queued_for_when_it_is_due(
 def test_a_turn_queues_exactly_one_next_turn(quick: Runtime, tenant: str, local_sim: LocalSimulator) -> None:
     task = submitted(quick, tenant, local_sim)
     wait_for(lambda: receive(quick), seconds=10)  # the first poll's message, taken as a worker would
-    assert sweep_one(quick, task.id) == "submitted"  # polled: still queued at the host
+    assert take_turns(quick, [task.id]) == {"submitted": 1}  # polled: still queued at the host
     assert queued(quick) == 1
     assert wait_for(lambda: receive(quick), seconds=10) == [task.id]
 
@@ -83,10 +83,11 @@ def test_a_duplicate_turn_message_takes_no_turn_and_queues_nothing(
 ) -> None:
     task = submitted(quick, tenant, local_sim)
     wait_for(lambda: receive(quick), seconds=10)
-    assert sweep_one(quick, task.id) == "submitted"
+    assert take_turns(quick, [task.id]) == {"submitted": 1}
     before = queued(quick)
     # A second message for the same turn (a sweep queued it too): the task is no longer due.
-    assert sweep_one(quick, task.id) == "taken"
+    assert take_turn(quick, task.id).outcome == "taken"
+    assert take_turns(quick, [task.id]) == {"taken": 1}
     assert queued(quick) == before == 1
 
 
@@ -95,8 +96,8 @@ def test_a_task_out_of_the_due_index_or_due_past_sqs_delays_queues_nothing(
 ) -> None:
     task = submitted(quick, tenant, local_sim)
     boto3.client("sqs").purge_queue(QueueUrl=quick.settings.poll_queue_url)
-    assert follow(quick, task.model_copy(update={"next_poll_at": None})) is False
-    assert follow(quick, task.model_copy(update={"next_poll_at": quick.now() + 901})) is False  # the sweep's
+    assert follow(quick, [task.model_copy(update={"next_poll_at": None})]) == 0
+    assert follow(quick, [task.model_copy(update={"next_poll_at": quick.now() + 901})]) == 0  # the sweep's
     assert queued(quick) == 0
 
 

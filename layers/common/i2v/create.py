@@ -74,7 +74,7 @@ def create(
     if created:
         stored = submit.submit(rt, stored, claim, deadline)
         if not stored.status.terminal:
-            follow(rt, stored)  # its first poll, on time
+            follow(rt, [stored])  # its first poll, on time
     return stored, created
 
 

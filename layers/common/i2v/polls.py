@@ -28,45 +28,59 @@ MAX_DELAY_SECONDS = 900  # SQS's longest message delay; a task due later is foun
 BATCH = 10  # SendMessageBatch's most entries
 
 
-def follow(rt: Runtime, task: Task | None) -> bool:
-    """Send the message for `task`'s next turn, delayed until it is due. False when none was sent."""
-    url = rt.settings.poll_queue_url
-    if not url or task is None or task.next_poll_at is None:
-        return False
-    delay = max(0, task.next_poll_at - rt.now())
-    if delay > MAX_DELAY_SECONDS:
-        return False
-    try:
-        rt.sqs.send_message(QueueUrl=url, MessageBody=_body(task.id), DelaySeconds=delay)
-    except (BotoCoreError, ClientError) as exc:
-        logger.warning("next poll not queued; the sweep will find the task", task_id=task.id, error=str(exc))
-        return False
-    return True
+def follow(rt: Runtime, tasks: Iterable[Task]) -> int:
+    """Queue each task's next turn, delayed until it is due (tasks out of the due index, or due further away
+    than SQS can delay, are left to the sweep). Returns how many were queued."""
+    if not rt.settings.poll_queue_url:
+        return 0
+    now = rt.now()
+    return _send(
+        rt,
+        (
+            (task.id, max(0, task.next_poll_at - now))
+            for task in tasks
+            if task.next_poll_at is not None and task.next_poll_at - now <= MAX_DELAY_SECONDS
+        ),
+    )
 
 
 def dispatch(rt: Runtime, task_ids: Iterable[str]) -> int:
     """Queue a turn for each task now; returns how many were queued (a failed batch is left to the sweep)."""
-    url = rt.settings.poll_queue_url
-    assert url, "dispatch needs I2V_POLL_QUEUE_URL"
+    assert rt.settings.poll_queue_url, "dispatch needs I2V_POLL_QUEUE_URL"
+    return _send(rt, ((task_id, 0) for task_id in task_ids))
 
-    def send(batch: list[str]) -> int:
-        entries = [{"Id": str(n), "MessageBody": _body(task_id)} for n, task_id in enumerate(batch)]
+
+def _send(rt: Runtime, turns: Iterable[tuple[str, int]]) -> int:
+    """SendMessageBatch, ten (task id, delay) a message each, a few batches at a time."""
+
+    def send(batch: list[tuple[str, int]]) -> int:
+        entries = [
+            {
+                "Id": str(n),
+                "MessageBody": PollMessage(task_id=task_id).model_dump_json(),
+                "DelaySeconds": delay,
+            }
+            for n, (task_id, delay) in enumerate(batch)
+        ]
         try:
-            answer = rt.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            answer = rt.sqs.send_message_batch(QueueUrl=rt.settings.poll_queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("poll batch not queued; the next sweep retries", error=str(exc), tasks=len(batch))
+            logger.warning(
+                "turns not queued; the sweep finds the tasks when due", error=str(exc), tasks=len(batch)
+            )
             return 0
+        for failed in answer.get("Failed", []):
+            logger.warning("a turn not queued; the sweep finds it when due", error=failed.get("Message"))
         return len(answer.get("Successful", []))
 
+    batches = list(_batches(turns))
+    if len(batches) == 1:
+        return send(batches[0])  # the common case (a create, a worker's batch): no threads
     with ThreadPoolExecutor(max_workers=max(1, rt.settings.sweeper_concurrency)) as pool:
-        return sum(pool.map(send, _batches(task_ids)))
+        return sum(pool.map(send, batches))
 
 
-def _batches(items: Iterable[str]) -> Iterator[list[str]]:
+def _batches(items: Iterable[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
     it = iter(items)
     while batch := list(islice(it, BATCH)):
         yield batch
-
-
-def _body(task_id: str) -> str:
-    return PollMessage(task_id=task_id).model_dump_json()

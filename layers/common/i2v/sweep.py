@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 
 from aws_lambda_powertools import Logger
@@ -40,32 +41,40 @@ def sweep(rt: Runtime) -> Counter[str]:
 
 
 def take_turns(rt: Runtime, task_ids: list[str]) -> Counter[str]:
-    """A turn for each task, `sweeper_concurrency` at a time."""
+    """A turn for each task, `sweeper_concurrency` at a time; then, in batches, the message for the next turn
+    of each task still running, at its due time."""
     with ThreadPoolExecutor(max_workers=max(1, rt.settings.sweeper_concurrency)) as pool:
-        return Counter(pool.map(lambda task_id: sweep_one(rt, task_id), task_ids))
+        turns = list(pool.map(lambda task_id: take_turn(rt, task_id), task_ids))
+    follow(rt, [turn.next for turn in turns if turn.next is not None])
+    return Counter(turn.outcome for turn in turns)
 
 
-def sweep_one(rt: Runtime, task_id: str) -> str:
-    """One turn on a task, then (if it is still running) the message for its next turn at its due time."""
+@dataclass(frozen=True)
+class Turn:
+    outcome: str
+    next: Task | None = None  # the task after a turn that leaves it running (its next turn is to queue)
+
+
+def take_turn(rt: Runtime, task_id: str) -> Turn:
+    """One turn on a task: claim it (due, in flight), then poll, submit or time it out; an ended task that
+    still owes after-end steps gets them done instead."""
     try:
-        task = rt.tasks.get(task_id)
-        if task is None:
-            return "skipped"
-        if task.status.terminal:
-            return f"outbox_{finish(rt, task)}"
         turn = rt.tasks.claim(task_id, Work.POLL, pacing.POLL_LEASE_SECONDS, due=True)
         if turn is None or turn.task is None:
-            return "taken"  # another turn has it, or it is no longer due (a duplicate message)
+            task = rt.tasks.get(task_id)  # read only when the claim fails: most turns need no read
+            if task is None:
+                return Turn("skipped")
+            if task.status.terminal:
+                return Turn(f"outbox_{finish(rt, task)}")
+            return Turn("taken")  # another turn has it, or it is not due (a duplicate message)
         try:
             outcome = _turn(rt, turn.task)
         finally:
             after = rt.tasks.release(turn)
-        if after is not None and not after.status.terminal:
-            follow(rt, after)
-        return outcome
+        return Turn(outcome, after if after is not None and not after.status.terminal else None)
     except Exception:
         logger.exception("sweeping a task failed", task_id=task_id)
-        return "error"
+        return Turn("error")
 
 
 def _turn(rt: Runtime, task: Task) -> str:
