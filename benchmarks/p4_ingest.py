@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import gc
 import io
-import multiprocessing
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.report import Goal, line, note, progress, section
+from benchmarks.services import WAIT_SECONDS, serve_moto, server, spawn, wait_for_word
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -49,9 +48,6 @@ FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # ingest refuses a r
 ROUNDS = 3
 PEAK_GOAL_MB = 64.0
 RATIO_GOAL = 0.5
-WAIT_SECONDS = 120.0  # for a child to answer; one copy takes seconds
-
-_spawn = multiprocessing.get_context("spawn")  # children start clean: no parent memory, no inherited threads
 
 
 @dataclass(frozen=True)
@@ -112,27 +108,8 @@ def _serve_files(folder: str, conn: Connection) -> None:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     conn.send(f"http://127.0.0.1:{server.server_port}")
-    _wait_for_word(conn)
+    wait_for_word(conn)
     server.shutdown()
-
-
-def _serve_moto(conn: Connection) -> None:
-    """moto with the template's resources; sends the functions' environment against it; stops on a word."""
-    from i2v_local.aws import moto_server, point_boto3_at, provision
-
-    with moto_server() as endpoint:
-        point_boto3_at(endpoint)  # this process's environment: the functions' copies of it follow
-        env = provision(endpoint).function_environment("http://127.0.0.1:3000")
-        env.update(
-            {k: v for k, v in os.environ.items() if k.startswith("AWS_")}, POWERTOOLS_LOG_LEVEL="WARNING"
-        )
-        conn.send(env)
-        _wait_for_word(conn)
-
-
-def _wait_for_word(conn: Connection) -> None:
-    with suppress(EOFError):  # the parent went away
-        conn.recv()
 
 
 def _reply(conn: Connection, measure: Callable[[], Copy]) -> None:
@@ -242,28 +219,9 @@ class _Body(io.RawIOBase):
 # -- the parent ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _server(target: Callable[..., None], *args: Any) -> Iterator[Any]:
-    """A server in its own process; yields what it sent once ready, and tells it to stop at the end."""
-    ours, theirs = _spawn.Pipe()
-    process = _spawn.Process(target=target, args=(*args, theirs), daemon=True)
-    process.start()
-    try:
-        if not ours.poll(WAIT_SECONDS):
-            raise RuntimeError(f"{target.__name__} did not start")
-        yield ours.recv()
-    finally:
-        with suppress(OSError):  # it may have ended already
-            ours.send(None)
-        process.join(10)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-
-
 def _in_child(target: Callable[..., None], *args: Any) -> Copy:
-    ours, theirs = _spawn.Pipe()
-    process = _spawn.Process(target=target, args=(*args, theirs))
+    ours, theirs = spawn.Pipe()
+    process = spawn.Process(target=target, args=(*args, theirs))
     process.start()
     try:
         if not ours.poll(WAIT_SECONDS):
@@ -294,7 +252,7 @@ def run() -> None:
     ingested: list[Copy] = []
     with tempfile.TemporaryDirectory() as tmp:
         _write_result(Path(tmp))
-        with _server(_serve_moto) as env, _server(_serve_files, tmp) as files:
+        with server(serve_moto) as env, server(_serve_files, tmp) as files:
             bucket = env["I2V_BUCKET_NAME"]
             for i in range(ROUNDS):
                 progress(2 * i, 2 * ROUNDS, "copies")

@@ -15,6 +15,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Simulator:
         # announced outcome (and per duplicate), so tests can wait for the end instead of sleeping past it.
         self.callbacks_settled: list[tuple[str, str]] = []
         self.downloads: dict[str, int] = {}  # result downloads per task, for tests
+        self.status_queries: Counter[str] = Counter()  # GETs naming a job, per job, for tests and benchmarks
         self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
         self._workdir = Path(tempfile.mkdtemp(prefix=f"i2v-{self.name}-"))
         self._jobs: queue.Queue[str | None] = queue.Queue()
@@ -154,6 +156,9 @@ class Simulator:
             elif not self.authorized(request):
                 response = self.unauthorized()
             else:
+                if request.method == "GET":
+                    named = [*args.values(), *request.args.values()]
+                    self.status_queries.update(job for job in named if job in self.tasks)
                 response = getattr(self, endpoint)(request, **args)
         except Exception as exc:  # a werkzeug HTTPException is itself a response
             if hasattr(exc, "get_response"):
