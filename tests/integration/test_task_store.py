@@ -177,6 +177,26 @@ def test_a_due_claim_gives_each_sweep_a_different_share(store: TaskStore, clock:
     assert store.release(first) is None  # not ours any more
 
 
+def test_a_write_that_schedules_the_next_turn_gives_the_poll_lease_back(
+    store: TaskStore, clock: Clock
+) -> None:
+    task, _ = store.create(make_task(clock, next_poll_in=-1))
+    assert store.claim(task.id, Work.POLL, 150, due=True) is not None
+    assert store.update(task.id, next_poll_at=int(clock.now) - 1) is not None  # the turn's result: due now
+    assert store.claim(task.id, Work.POLL, 150, due=True) is not None  # free at once, with no release
+
+
+def test_a_live_poll_lease_keeps_a_due_task_from_a_second_turn(store: TaskStore, clock: Clock) -> None:
+    task, _ = store.create(make_task(clock, next_poll_in=-1))
+    assert store.claim(task.id, Work.POLL, 150, due=True) is not None
+    store.table.resource.update_item(  # due again while the lease lives (as a raw write, not a turn's)
+        Key={"pk": f"TASK#{task.id}"},
+        UpdateExpression="SET next_poll_at = :p",
+        ExpressionAttributeValues={":p": int(clock.now) - 1},
+    )
+    assert store.claim(task.id, Work.POLL, 150, due=True) is None
+
+
 def test_due_query_returns_only_in_flight_tasks_whose_time_has_come(store: TaskStore, clock: Clock) -> None:
     due, _ = store.create(make_task(clock, next_poll_in=-5))
     later, _ = store.create(make_task(clock, next_poll_in=600))

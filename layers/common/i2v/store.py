@@ -89,6 +89,16 @@ def due_tasks(table: Table, shards: int, now: int, limit: int) -> Iterator[str]:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _ends_turn(sets: dict[str, Any], removes: list[str] | None = None) -> list[str]:
+    """A write that schedules a task's next turn (`next_poll_at`) also ends the current one: it gives the poll
+    lease back in the same write, so a turn costs no separate release. (A claim sets `next_poll_at` too, to
+    its lease's end, and does not come through here.)"""
+    removes = list(removes or [])
+    if "next_poll_at" in sets:
+        removes += [name for name in _lease(Work.POLL) if name not in removes]
+    return removes
+
+
 def _held(claim: Claim) -> tuple[list[str], dict[str, Any]]:
     """The condition (and its value) that a lease is still `claim`'s."""
     return [f"{_lease(claim.work)[0]} = :holder"], {":holder": claim.owner}
@@ -212,7 +222,7 @@ class TaskStore:
                 values.update({":now": now, ":holder": holding.owner if holding else "-"})
         elif to is Status.SUBMITTED:  # the job exists: the submit is over, whoever learnt its id
             removes = list(_lease(Work.SUBMIT))
-        return self._update(task_id, sets, removes, frm, conditions, values)
+        return self._update(task_id, sets, _ends_turn(sets, removes), frm, conditions, values)
 
     def update(
         self,
@@ -227,8 +237,8 @@ class TaskStore:
         cannot overwrite what a newer one recorded."""
         sets: dict[str, Any] = {**changes, "updated_at": self.now()}
         if holding is None:
-            return self._update(task_id, sets, [], expect)
-        return self._update(task_id, sets, [], expect, *_held(holding))
+            return self._update(task_id, sets, _ends_turn(sets), expect)
+        return self._update(task_id, sets, _ends_turn(sets), expect, *_held(holding))
 
     def claim(
         self,
@@ -262,7 +272,12 @@ class TaskStore:
         owner, until = _lease(claim.work)
         sets: dict[str, Any] = {**changes, "updated_at": self.now()} if changes else {}
         return self._update(
-            claim.task_id, sets, [owner, until], set(Status), *_held(claim), touch=bool(changes)
+            claim.task_id,
+            sets,
+            _ends_turn(sets, [owner, until]),
+            set(Status),
+            *_held(claim),
+            touch=bool(changes),
         )
 
     def finished_step(self, claim: Claim, rest: list[Step]) -> Task | None:

@@ -68,23 +68,29 @@ def take_turn(rt: Runtime, task_id: str) -> Turn:
                 return Turn(f"outbox_{finish(rt, task)}")
             return Turn("taken")  # another turn has it, or it is not due (a duplicate message)
         try:
-            outcome = _turn(rt, turn.task)
-        finally:
-            after = rt.tasks.release(turn)
+            outcome, after = _turn(rt, turn.task)
+        except BaseException:
+            rt.tasks.release(turn)
+            raise
+        if after is None or after.next_poll_at == turn.task.next_poll_at:
+            # Nothing scheduled its next turn (which gives the lease back in the same write): give it back.
+            after = rt.tasks.release(turn) or after
         return Turn(outcome, after if after is not None and not after.status.terminal else None)
     except Exception:
         logger.exception("sweeping a task failed", task_id=task_id)
         return Turn("error")
 
 
-def _turn(rt: Runtime, task: Task) -> str:
+def _turn(rt: Runtime, task: Task) -> tuple[str, Task | None]:
+    """The turn's work; how it ended, and the task as its last write left it (None: nothing written)."""
     if rt.now() >= task.deadline_at:
         return _time_out(rt, task)
     if task.status is not Status.ACCEPTED:
-        return refresh(rt, task).status.value
+        after = refresh(rt, task)
+        return after.status.value, after
     claim = rt.tasks.claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds, {Status.ACCEPTED})
     if claim is None or claim.task is None:
-        return "taken"  # a submit is under way
+        return "taken", None  # a submit is under way
     task = claim.task
     last = task.attempts[-1] if task.attempts else None
     if last is not None and last.outcome in ("sent", "unknown"):
@@ -93,12 +99,14 @@ def _turn(rt: Runtime, task: Task) -> str:
         error = TaskError(
             code="submit_outcome_unknown", message=f"{last.provider}: submit answer lost; not resubmitted"
         )
-        return end(rt, task.id, Status.FAILED, error=error).status.value
-    return submit(rt, task, claim).status.value
+        ended = end(rt, task.id, Status.FAILED, error=error)
+        return ended.status.value, ended
+    after = submit(rt, task, claim)
+    return after.status.value, after
 
 
-def _time_out(rt: Runtime, task: Task) -> str:
+def _time_out(rt: Runtime, task: Task) -> tuple[str, Task | None]:
     error = TaskError(code="timed_out", message=f"not finished within {rt.settings.task_deadline_seconds} s")
     moved = conclude(rt, task.id, Status.TIMED_OUT, error=error)
     # Not moved: it ended meanwhile, or an ingest is storing its video (the ingest ends it).
-    return Status.TIMED_OUT.value if moved else "finishing"
+    return (Status.TIMED_OUT.value, moved) if moved else ("finishing", None)
