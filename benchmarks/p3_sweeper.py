@@ -56,7 +56,8 @@ def aws_calls() -> Callable[[], Counter[str]]:
     def count(model: Any, **_: Any) -> None:
         seen[model.service_model.service_name + ":" + model.name] += 1
 
-    boto3.DEFAULT_SESSION or boto3.setup_default_session()
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call", count)
     return lambda: Counter(seen)
