@@ -268,6 +268,7 @@ class LocalStack:
             reset(self.endpoint)
         else:
             self.endpoint = self._exit.enter_context(moto_server(self.aws_port))
+            reset(self.endpoint)  # moto's state is per process: an earlier stack's would still be there
         point_boto3_at(self.endpoint)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
         for name, make in SIMULATORS.items():
