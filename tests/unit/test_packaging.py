@@ -47,3 +47,28 @@ def test_the_layer_build_copies_the_package_and_deletes_nothing() -> None:
     assert 'cp -r i2v "$(ARTIFACTS_DIR)/python/"' in recipe
     assert not re.search(r"^\s*rm\s|\s-delete\b", recipe, re.MULTILINE)
     assert not (ROOT / "layers/common/i2v/local").exists()
+
+
+def test_the_layer_is_precompiled_by_the_runtimes_python_with_unchecked_hash_pyc() -> None:
+    """Lambda's layer is read-only: a module without a usable .pyc would be compiled on every cold start."""
+    recipe = (ROOT / "layers/common/Makefile").read_text()
+    runtime = re.search(r"^\s+Runtime: python(\d+\.\d+)$", (ROOT / "template.yaml").read_text(), re.MULTILINE)
+    assert runtime is not None
+    assert f"LAMBDA_PYTHON := {runtime.group(1)}" in recipe
+    assert re.search(r'"\$\(RUNTIME_PYTHON\)" -m compileall .*--invalidation-mode unchecked-hash', recipe)
+    assert "--no-compile" in recipe  # pip's own .pyc would be for the Python running pip
+
+
+def test_the_layer_ships_no_xray_sdk_and_so_no_second_botocore() -> None:
+    layer = (ROOT / "layers/common/requirements.txt").read_text().lower()
+    assert "[tracer]" not in layer
+    assert "xray" not in layer
+    handlers = list((ROOT / "functions").rglob("handler.py"))
+    assert len(handlers) == 7
+    assert [path for path in handlers if "Tracer" in path.read_text()] == []
+
+
+def test_make_bench_finds_every_benchmark_p1_to_p7() -> None:
+    from benchmarks.__main__ import available
+
+    assert list(available()) == [f"p{n}" for n in range(1, 8)]
