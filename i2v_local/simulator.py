@@ -52,6 +52,9 @@ class Faults:
     # Hold each task that starts rendering at `processing` with this progress until the switch is cleared
     # (set back to None); the render then runs as usual. Lets a test observe a task mid-render.
     hold_progress: int | None = None
+    # Render this many seconds whatever was asked (hosts may deliver another length than requested, e.g. a
+    # continuation with its input clip), so what is billed can be told from what was requested.
+    render_seconds: int | None = None
 
 
 class _AnswerInstead(Exception):
@@ -347,7 +350,7 @@ class Simulator:
                 paths[role].write_bytes(resp.content)
         out = folder / "out.mp4"
         job = RenderJob(
-            duration=task.duration,
+            duration=self.faults.render_seconds or task.duration,
             short_side=max(240, int(task.short_side * self.render_scale) // 2 * 2),
             first_frame=paths.get("first_frame"),
             last_frame=paths.get("last_frame"),

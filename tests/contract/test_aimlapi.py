@@ -147,13 +147,21 @@ def test_status_queries_by_generation_id_and_there_is_no_cancel() -> None:
 # -- sans-I/O: parsing the documented answers ------------------------------------------------------
 
 
-def test_the_documented_completed_example_parses_to_success_with_the_video_url() -> None:
+def test_the_documented_completed_example_parses_to_success_with_the_video_url_and_its_spend() -> None:
     status = offline().parse_status(answer(200, COMPLETED))
     assert status == ProviderStatus(
         state=ProviderState.SUCCEEDED,
         raw_status="completed",
         result_url="https://cdn.aimlapi.com/generations/alligator/1778022592892-....mp4",
+        cost_usd=0.06,  # meta.usage.usd_spent
     )
+
+
+@pytest.mark.parametrize("usage", [None, {}, {"usd_spent": "0.06"}, {"usd_spent": -1}, {"usd_spent": True}])
+def test_a_missing_or_malformed_spend_is_no_reported_cost(usage: object) -> None:
+    body = {"id": "x", "status": "completed", "video": {"url": "https://c.example/v.mp4"}, "error": None}
+    status = offline().parse_status(answer(200, json.dumps({**body, "meta": {"usage": usage}})))
+    assert status.cost_usd is None
 
 
 def test_the_submit_answer_shares_the_schema_and_yields_the_id() -> None:

@@ -143,18 +143,22 @@ def refresh(rt: Runtime, task: Task) -> Task:
 
 def record_status(rt: Runtime, task: Task, status: ProviderStatus) -> Task:
     now = rt.now()
+    # The provider's own figure for the job's cost, where its answer has one (kept for the task's end).
+    spent: dict[str, Any] = {"reported_cost_usd": status.cost_usd} if status.cost_usd is not None else {}
     if status.state is ProviderState.SUCCEEDED:
         if not status.result_url:
-            return _fail(rt, task, "no_result_url", "provider reported success without a URL")
+            return _fail(rt, task, "no_result_url", "provider reported success without a URL", **spent)
         message = IngestMessage(task_id=task.id, result_url=status.result_url)
         rt.sqs.send_message(QueueUrl=rt.settings.ingest_queue_url, MessageBody=message.model_dump_json())
         until = now + pacing.INGEST_RECHECK_SECONDS
-        return rt.tasks.update(task.id, result_url=status.result_url, progress=99, next_poll_at=until) or (
-            rt.tasks.require(task.id)
+        moved = rt.tasks.update(
+            task.id, result_url=status.result_url, progress=99, next_poll_at=until, **spent
         )
+        return moved or rt.tasks.require(task.id)
     if status.state is ProviderState.FAILED:
         message_text = status.error_message or "the provider failed the task"
-        return _fail(rt, task, status.error_code or "provider_failed", message_text, status.raw_status)
+        code = status.error_code or "provider_failed"
+        return _fail(rt, task, code, message_text, status.raw_status, **spent)
     if status.state is ProviderState.CANCELLED:
         return end(rt, task.id, Status.CANCELLED)
     changes: dict[str, Any] = {
@@ -168,8 +172,8 @@ def record_status(rt: Runtime, task: Task, status: ProviderStatus) -> Task:
     return moved or rt.tasks.update(task.id, **changes) or rt.tasks.require(task.id)
 
 
-def _fail(rt: Runtime, task: Task, code: str, message: str, raw: str | None = None) -> Task:
-    return end(rt, task.id, Status.FAILED, error=TaskError(code=code, message=message, raw=raw))
+def _fail(rt: Runtime, task: Task, code: str, message: str, raw: str | None = None, **changes: Any) -> Task:
+    return end(rt, task.id, Status.FAILED, error=TaskError(code=code, message=message, raw=raw), **changes)
 
 
 def _later(rt: Runtime, task: Task, seconds: int) -> Task:

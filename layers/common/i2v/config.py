@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     task_ttl_days: int = 30
     http_timeout_seconds: float = 10.0
     sweeper_concurrency: int = 8
+    # USD per second of video, per provider and resolution ("720p", "1080p", and "720p+audio" where a host
+    # prices driving audio apart), as JSON: {"aimlapi": {"720p": 0.10, "1080p": 0.15}}. The hosts publish no
+    # numbers, so it starts empty and a cost the provider does not report stays null until the operator fills
+    # it in; never a made-up price.
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     # The poll queue (PollFunction's): timed turns and the sweep's overflow. Unset: the sweep does every turn.
     poll_queue_url: str | None = None
     # Turns one sweep takes itself (8 at a time, ~1 s each: well inside its period); the rest go to the queue.

@@ -35,9 +35,9 @@ class Table:
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; ours are all integers."""
+    """DynamoDB numbers come back as Decimal: whole ones as int, others (costs, seconds) as float."""
     if isinstance(value, Decimal):
-        return int(value)
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -46,11 +46,15 @@ def plain(value: Any) -> Any:
 
 
 def dynamo_value(value: Any) -> Any:
-    """Pydantic models and enums as DynamoDB-ready plain values."""
+    """Pydantic models and enums as DynamoDB-ready plain values (floats as Decimal, which boto3 needs)."""
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_none=True)
+        return dynamo_value(value.model_dump(mode="json", exclude_none=True))
     if isinstance(value, list):
         return [dynamo_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: dynamo_value(v) for k, v in value.items()}
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, float):
+        return Decimal(repr(value))
     return value

@@ -11,10 +11,11 @@ from aws_lambda_powertools import Logger
 
 from i2v import layout, pacing
 from i2v.lifecycle import Work
-from i2v.media import IngestError, stream_to_s3
+from i2v.media import IngestError, presign_get, stream_to_s3
 from i2v.messages import IngestMessage
 from i2v.models import Status, TaskError
 from i2v.notify import conclude
+from i2v.probe import ProbeError, probe
 from i2v.runtime import Runtime
 
 logger = Logger(child=True)
@@ -53,6 +54,7 @@ def ingest(rt: Runtime, message: IngestMessage) -> str:
         error = TaskError(code="ingest_failed", message=str(exc))
         conclude(rt, task.id, Status.FAILED, holding=claim, error=error)
         return "failed"
+    output = output.model_copy(update={"duration": _duration(rt, bucket, key)})
     if conclude(rt, task.id, Status.SUCCEEDED, holding=claim, output=output, progress=100) is None:
         # Our lease ran out (this copy took too long). If another copy made the task succeed, the object at
         # the key is its video too; if the task ended otherwise, ours is a stray no one may serve.
@@ -60,3 +62,15 @@ def ingest(rt: Runtime, message: IngestMessage) -> str:
             rt.s3.delete_object(Bucket=bucket, Key=key)
         return "lost_lease"
     return "succeeded"
+
+
+def _duration(rt: Runtime, bucket: str, key: str) -> float | None:
+    """The stored MP4's duration (its moov box, read back from S3 with ranged GETs): what is billed."""
+    url, _ = presign_get(rt.s3, bucket, key, 300)
+    try:
+        return probe(rt.fetcher, url, "video").duration
+    except ProbeError as exc:
+        logger.warning(
+            "stored video's duration unreadable; billed_seconds will be 0", key=key, error=str(exc)
+        )
+        return None

@@ -62,6 +62,7 @@ class Step(StrEnum):
     """What must happen once a task has ended. The terminal write records the steps with the status (an
     outbox on the task item itself); whoever wrote it does them, else the sweeper, until none is left."""
 
+    RECORD_COST = "record_cost"  # what the task cost (i2v.pricing), before it is announced
     CANCEL_AT_PROVIDER = "cancel_at_provider"  # stop a job that no longer has a use, so it is not billed on
     DISCARD_OUTPUT = "discard_output"  # an ingest that died after storing the MP4 leaves no stray output
     PUBLISH = "publish"  # the EventBridge event
@@ -76,4 +77,4 @@ def steps_after(status: Status) -> list[Step]:
         steps.insert(0, Step.DISCARD_OUTPUT)
     if status in (Status.CANCELLED, Status.TIMED_OUT):
         steps.insert(0, Step.CANCEL_AT_PROVIDER)
-    return steps
+    return [Step.RECORD_COST, *steps]

@@ -244,6 +244,7 @@ class Output(BaseModel):
     key: str
     size: int
     sha256: str
+    duration: float | None = None  # seconds, read from the stored MP4
     content_type: str
 
 
@@ -251,6 +252,27 @@ class TaskError(BaseModel):
     code: str
     message: str
     raw: str | None = None
+
+
+CostSource = Literal["reported", "estimate", "no_price", "not_billed"]
+
+
+class TaskCost(BaseModel):
+    """What a task cost, recorded when it ends (USD)."""
+
+    billed_seconds: float = Field(
+        description="Duration of the delivered MP4, read from the stored file; 0 if none"
+    )
+    provider_cost: float | None = Field(None, description="What the provider charged: reported, or estimated")
+    cost_source: CostSource = Field(
+        description="reported: the provider's own figure; estimate: billed_seconds x the operator's price; "
+        "no_price: delivered, but no reported figure and no price configured; not_billed: nothing delivered"
+        " and nothing reported"
+    )
+    client_charge: float | None = Field(
+        None, description="What the client is charged: 0 unless the task succeeded; else the provider cost"
+    )
+    currency: Literal["USD"] = "USD"
 
 
 class Task(BaseModel):
@@ -272,6 +294,8 @@ class Task(BaseModel):
     result_url: str | None = None
     output: Output | None = None
     error: TaskError | None = None
+    reported_cost_usd: float | None = None  # the provider's own spend for the job, where it reports one
+    cost: TaskCost | None = None  # recorded when the task ends
     created_at: int
     updated_at: int
     deadline_at: int
@@ -315,6 +339,7 @@ class TaskView(BaseModel):
     expires_at: str | None = None
     output: Output | None = None
     error: TaskError | None = None
+    cost: TaskCost | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     webhook: WebhookDelivery | None = Field(
         default=None, description="Shown on GET of a task with a webhook_url"

@@ -10,6 +10,7 @@ so a retry repeats at most the one step that was under way; messages carry stabl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from i2v.lifecycle import Step, Work
 from i2v.media import UnsafeUrl
 from i2v.messages import DeliveryMessage
 from i2v.models import TERMINAL, Status, Task
+from i2v.pricing import task_cost
 from i2v.providers.base import ProviderRejected
 from i2v.runtime import Runtime
 from i2v.store import Claim
@@ -57,7 +59,7 @@ def finish(rt: Runtime, task: Task) -> str:
     steps = [Step(s) for s in current.outbox]
     try:
         while steps:
-            _STEPS[steps[0]](rt, current)
+            current = _STEPS[steps[0]](rt, current) or current  # a step may return the task it changed
             steps = steps[1:]
             if rt.tasks.finished_step(claim, steps) is None:
                 return "taken"  # our lease ran out and another finisher took over
@@ -129,7 +131,13 @@ def _notify(rt: Runtime, task: Task) -> None:
         rt.sqs.send_message(QueueUrl=rt.settings.delivery_queue_url, MessageBody=message.model_dump_json())
 
 
-_STEPS = {
+def _record_cost(rt: Runtime, task: Task) -> Task | None:
+    """The task's cost, from its own fields (so doing it again writes the same)."""
+    return rt.tasks.update(task.id, TERMINAL, cost=task_cost(rt.settings, task))
+
+
+_STEPS: dict[Step, Callable[[Runtime, Task], Task | None]] = {
+    Step.RECORD_COST: _record_cost,
     Step.CANCEL_AT_PROVIDER: _cancel_at_provider,
     Step.DISCARD_OUTPUT: _discard_output,
     Step.PUBLISH: _publish,

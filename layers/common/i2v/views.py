@@ -40,6 +40,7 @@ def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
         expires_at=expires_at,
         output=task.output,
         error=task.error,
+        cost=task.cost,
         attempts=task.attempts,
         webhook=rt.records.delivery(task.id) if with_webhook and task.request.webhook_url else None,
         created_at=iso(task.created_at),

@@ -103,10 +103,19 @@ class AimlapiProvider(HttpProvider):
             result_url=as_text(video.get("url")),
             error_code=as_text(error.get("name")),
             error_message=as_text(error.get("message")),
+            cost_usd=_usd_spent(data),
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return None  # no cancel endpoint is documented
+
+
+def _usd_spent(data: dict[str, Any]) -> float | None:
+    """`meta.usage.usd_spent` (the docs' example: `{"credits_used": 120000, "usd_spent": 0.06}`)."""
+    spent = as_object(as_object(data.get("meta")).get("usage")).get("usd_spent")
+    if isinstance(spent, bool) or not isinstance(spent, int | float) or spent < 0:
+        return None
+    return float(spent)
 
 
 def _json(resp: httpx.Response) -> dict[str, Any]:

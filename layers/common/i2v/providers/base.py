@@ -33,6 +33,7 @@ class ProviderStatus:
     error_code: str | None = None
     error_message: str | None = None
     eta_seconds: int | None = None
+    cost_usd: float | None = None  # the provider's own figure for what the job cost, where it reports one
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,38 @@
+"""What a task cost: the provider's own figure where it reports one, else the operator's price table.
+
+A task ends with one `TaskCost` (recorded by the after-end step `record_cost`, so it is in the task's event
+and webhook): `billed_seconds` from the MP4 we stored, `provider_cost` and where it came from, and the
+client's charge, which is 0 for any task that did not succeed (failed, cancelled, timed out, or never
+accepted by a provider). Pass-through pricing: a succeeded task's client charge is its provider cost.
+"""
+
+from __future__ import annotations
+
+from i2v.config import Settings
+from i2v.models import CostSource, Status, Task, TaskCost
+
+
+def price_per_second(settings: Settings, provider: str, resolution: str, audio: bool) -> float | None:
+    """The operator's USD per second for this provider and request shape; None if none is configured."""
+    table = settings.prices.get(provider, {})
+    if audio and f"{resolution}+audio" in table:
+        return table[f"{resolution}+audio"]
+    return table.get(resolution)
+
+
+def task_cost(settings: Settings, task: Task) -> TaskCost:
+    delivered = task.status is Status.SUCCEEDED and task.output is not None
+    seconds = round(task.output.duration or 0.0, 2) if delivered and task.output else 0.0
+    cost: float | None
+    source: CostSource
+    if task.reported_cost_usd is not None:
+        cost, source = task.reported_cost_usd, "reported"
+    elif not delivered:
+        cost, source = None, "not_billed"
+    else:
+        price = price_per_second(
+            settings, task.provider or "", task.request.resolution, task.request.audio_url is not None
+        )
+        cost, source = (round(seconds * price, 6), "estimate") if price is not None else (None, "no_price")
+    charge = cost if delivered else 0.0
+    return TaskCost(billed_seconds=seconds, provider_cost=cost, cost_source=source, client_charge=charge)
