@@ -119,6 +119,32 @@ def generate(client: httpx.Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def show_usage(client: httpx.Client, args: argparse.Namespace) -> int:
+    params = {"group_by": args.group_by, "from": args.start, "to": args.end}
+    report = checked(client.get("/v1/usage", params={k: v for k, v in params.items() if v}))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"usage {report['from']} .. {report['to']} ({report['currency']})")
+    for heading in (args.group_by, "tasks", "seconds", "provider cost", "charge", "unpriced"):
+        table.add_column(heading, justify="left" if heading == args.group_by else "right")
+    for row in [*report["groups"], {"key": "total", **report["total"]}]:
+        table.add_row(
+            row["key"],
+            str(row["tasks"]),
+            f"{row['billed_seconds']:.2f}",
+            f"{row['provider_cost']:.4f}",
+            f"{row['client_charge']:.4f}",
+            str(row["unpriced_tasks"]),
+            end_section=row["key"] == report["groups"][-1]["key"] if report["groups"] else False,
+        )
+    Console().print(table)
+    return 0
+
+
 def keys_create(tenant: str) -> int:
     """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
     from i2v.dynamo import Table
@@ -159,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="your tasks, newest first")
     listing.add_argument("--limit", type=int, default=20)
     sub.add_parser("providers", help="configured providers and their health")
+    use = sub.add_parser("usage", help="your usage: tasks, seconds, cost and charge, as a table")
+    use.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: 30 days ago)")
+    use.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: today, UTC)")
+    use.add_argument("--group-by", default="provider", choices=["provider", "day", "status"])
+    use.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
     keys = sub.add_parser("keys", help="API keys (needs AWS access to the table)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     make = keys_sub.add_parser("create", help="create a key for a tenant")
@@ -176,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not (args.image or args.video):
                     raise CliError("give an image (or --video to continue a clip)")
                 return generate(client, args)
+            if args.command == "usage":
+                return show_usage(client, args)
             answer = {
                 "status": lambda: client.get(f"/v1/videos/{args.task_id}"),
                 "cancel": lambda: client.post(f"/v1/videos/{args.task_id}/cancel"),

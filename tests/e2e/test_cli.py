@@ -84,3 +84,30 @@ def test_status_list_cancel_and_providers_print_json(
 def test_missing_key_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--api-key", "", "list"]) == 1
     assert "I2V_API_KEY" in capsys.readouterr().err
+
+
+def test_usage_prints_a_table_per_status_and_the_same_figures_as_json(
+    stack: LocalStack,
+    sims: dict[str, Simulator],
+    api: httpx.Client,
+    image_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sims["local"].faults.stall = True
+    task = create(api, {"image_url": image_url, "duration": 2})["id"]
+    assert cli(stack, "cancel", task) == 0
+    capsys.readouterr()
+    expected = api.get("/v1/usage", params={"group_by": "status"}).json()
+    assert cli(stack, "usage", "--group-by", "status", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    assert cli(stack, "usage", "--group-by", "status") == 0
+    table = capsys.readouterr().out
+    cancelled = next(row for row in expected["groups"] if row["key"] == "cancelled")
+    line = next(text for text in table.splitlines() if "cancelled" in text)
+    assert [cell.strip() for cell in line.strip("│ ").split("│")][:2] == [
+        "cancelled",
+        str(cancelled["tasks"]),
+    ]
+    assert "total" in table
+    assert cli(stack, "usage", "--from", "soon") == 1
+    assert "from" in capsys.readouterr().err

@@ -4,6 +4,7 @@ and no charge for a task that did not succeed."""
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import av
@@ -82,6 +83,7 @@ def test_ai_ml_apis_reported_spend_reaches_provider_cost(
 def test_failed_cancelled_and_timed_out_tasks_charge_the_client_nothing(
     sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
 ) -> None:
+    before = usage(api, "status")
     body = {"image_url": image_url, "duration": 2}
     sims["local"].faults.fail_render = "content refused"
     failed = create(api, body)
@@ -95,8 +97,52 @@ def test_failed_cancelled_and_timed_out_tasks_charge_the_client_nothing(
     assert finished(api, overdue["id"])["status"] == "timed_out"
     for task in (failed, cancelled, overdue):
         cost = costed(api, task["id"])["cost"]
-        assert (cost["client_charge"], cost["billed_seconds"], cost["cost_source"]) == (
-            0.0,
-            0.0,
-            "not_billed",
-        )
+        assert (cost["client_charge"], cost["billed_seconds"]) == (0.0, 0.0)
+        assert cost["cost_source"] == "not_billed"
+    after = usage(api, "status")
+    nothing = {"billed_seconds": 0, "provider_cost": 0, "client_charge": 0, "unpriced_tasks": 0}
+    for status in ("failed", "cancelled", "timed_out"):
+        added = {k: after[status][k] - before.get(status, {}).get(k, 0) for k in after[status]}
+        assert added == {"tasks": 1, **nothing}
+
+
+def usage(api: httpx.Client, group_by: str) -> dict[str, dict[str, float]]:
+    answer = api.get("/v1/usage", params={"group_by": group_by})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert set(report) == {"from", "to", "group_by", "currency", "groups", "total"}
+    return {row.pop("key"): row for row in report["groups"]}
+
+
+def test_usage_adds_up_the_tasks_costs_by_provider_and_day(
+    stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    before = usage(api, "provider").get("aimlapi", {})
+    task = create(api, {"image_url": image_url, "duration": 5, "resolution": "720p", "provider": "aimlapi"})
+    cost = costed(api, task["id"])["cost"]
+    after = usage(api, "provider")["aimlapi"]
+    assert after["tasks"] - before.get("tasks", 0) == 1
+    assert after["client_charge"] - before.get("client_charge", 0) == pytest.approx(cost["client_charge"])
+    assert after["billed_seconds"] - before.get("billed_seconds", 0) == pytest.approx(cost["billed_seconds"])
+    by_day = usage(api, "day")
+    assert list(by_day) == [time.strftime("%Y-%m-%d", time.gmtime())]
+    by_status = usage(api, "status")
+    assert sum(row["tasks"] for row in by_day.values()) == sum(row["tasks"] for row in by_status.values())
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-13-01"}, "to"),
+        ({"from": "2026-02-01", "to": "2026-01-01"}, "from"),
+        ({"from": "2024-01-01", "to": "2026-01-01"}, "from"),
+        ({"group_by": "tenant"}, "group_by"),
+    ],
+)
+def test_a_bad_usage_query_is_a_422_naming_the_parameter(
+    api: httpx.Client, params: dict[str, str], field: str
+) -> None:
+    answer = api.get("/v1/usage", params=params)
+    assert answer.status_code == 422
+    assert field in answer.text

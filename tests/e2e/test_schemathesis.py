@@ -33,11 +33,12 @@ ROUTES = {
     "POST /v1/uploads",
     "GET /v1/webhooks/secret",
     "GET /v1/providers",
+    "GET /v1/usage",
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15}
 # Operations whose inputs have a schema that can be broken (the others take only strings or nothing).
-NEGATABLE = {"POST /v1/videos", "POST /v1/uploads", "GET /v1/videos"}
+NEGATABLE = {"POST /v1/videos", "POST /v1/uploads", "GET /v1/videos", "GET /v1/usage"}
 
 
 @pytest.fixture

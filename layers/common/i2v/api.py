@@ -36,6 +36,7 @@ from i2v.models import (
     TaskView,
     UploadRequest,
     UploadTicket,
+    UsageReport,
     VideoRequest,
 )
 from i2v.problems import PROBLEM, problem, problem_for
@@ -261,6 +262,24 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
             )
             for name, p in rt.providers.items()
         ]
+
+    @app.get(
+        "/v1/usage",
+        summary="Your usage: tasks, seconds delivered, provider cost and your charge, per group",
+        responses=answers(200, "Usage over the days asked (the last 30 by default)"),
+    )
+    def get_usage(
+        start: Annotated[
+            str | None, Query(alias="from", max_length=10, description="YYYY-MM-DD, UTC")
+        ] = None,
+        end: Annotated[
+            str | None, Query(alias="to", max_length=10, description="YYYY-MM-DD, included")
+        ] = None,
+        group_by: Annotated[Literal["provider", "day", "status"], Query()] = "provider",
+    ) -> Response[UsageReport]:
+        from i2v.usage import report
+
+        return accepted(report(rt, tenant(), start, end, group_by))
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[Any]:

@@ -29,8 +29,12 @@ class Table:
         return item
 
     def transact_put(self, puts: list[dict[str, Any]]) -> None:
+        self.transact([("Put", put) for put in puts])
+
+    def transact(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """All or none of (`Put` | `Update` | ..., its request without TableName), in one transaction."""
         self.resource.meta.client.transact_write_items(
-            TransactItems=[{"Put": {"TableName": self.name, **put}} for put in puts]
+            TransactItems=[{kind: {"TableName": self.name, **body}} for kind, body in writes]
         )
 
 

@@ -323,6 +323,29 @@ class TaskLinks(BaseModel):
     cancel: str
 
 
+class UsageFigures(BaseModel):
+    tasks: int = Field(description="Tasks that ended")
+    billed_seconds: float = Field(description="Seconds of video delivered")
+    provider_cost: float = Field(description="What the providers charged, where known (USD)")
+    client_charge: float = Field(description="What you are charged (USD): nothing for unsuccessful tasks")
+    unpriced_tasks: int = Field(description="Delivered tasks with no reported cost and no configured price")
+
+
+class UsageGroup(UsageFigures):
+    key: str = Field(description="The provider, the day (YYYY-MM-DD) or the status, per group_by")
+
+
+class UsageReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    start: str = Field(alias="from", description="First day, UTC")
+    end: str = Field(alias="to", description="Last day, UTC, included")
+    group_by: Literal["provider", "day", "status"]
+    currency: Literal["USD"] = "USD"
+    groups: list[UsageGroup]
+    total: UsageFigures
+
+
 class TaskView(BaseModel):
     """What the API returns for a task."""
 

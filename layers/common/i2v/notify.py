@@ -17,7 +17,7 @@ import httpx
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from i2v import layout, pacing
+from i2v import layout, pacing, usage
 from i2v.delivery import DeliveryFailed, post, signed_event, tenant_secret
 from i2v.lifecycle import Step, Work
 from i2v.media import UnsafeUrl
@@ -132,8 +132,10 @@ def _notify(rt: Runtime, task: Task) -> None:
 
 
 def _record_cost(rt: Runtime, task: Task) -> Task | None:
-    """The task's cost, from its own fields (so doing it again writes the same)."""
-    return rt.tasks.update(task.id, TERMINAL, cost=task_cost(rt.settings, task))
+    """The task's cost, and its tenant's usage with it: once, however often this step runs."""
+    if task.cost is not None:
+        return None
+    return usage.record(rt, task, task_cost(rt.settings, task))
 
 
 _STEPS: dict[Step, Callable[[Runtime, Task], Task | None]] = {
