@@ -166,6 +166,7 @@ def flows(
         assert api.get("/v1/videos", params={"limit": 5}).status_code == 200
         assert api.get("/v1/providers").status_code == 200
         assert api.get("/v1/webhooks/secret").status_code == 200
+        assert api.get("/v1/usage", params={"group_by": "day"}).status_code == 200
 
         # A polled provider: the poll worker's timed turns poll it (the sweep is paused, so it cannot take
         # a turn first) and queue the ingest, each turn queuing the next.
