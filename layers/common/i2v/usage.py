@@ -76,7 +76,7 @@ def record(rt: Runtime, task: Task, cost: TaskCost) -> Task | None:
         if exc.response["Error"]["Code"] == "TransactionCanceledException":
             return None  # recorded before (this step ran again after a crash), or the task is gone
         raise
-    return rt.tasks.get(task.id)
+    return task.model_copy(update={"cost": cost})  # the transaction changed nothing else of the task
 
 
 def report(rt: Runtime, tenant: str, start: str | None, end: str | None, group_by: GroupBy) -> UsageReport:
