@@ -14,7 +14,7 @@ import pytest
 
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
-from tests.e2e.flows import create, finished, wait_for
+from tests.e2e.flows import bus_events, create, finished, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -61,8 +61,8 @@ def test_billed_seconds_are_the_stored_videos_for_several_durations_and_a_contin
     assert [round(v["cost"]["billed_seconds"]) for v in views[:3]] == [2, 5, 4]
 
 
-def test_ai_ml_apis_reported_spend_reaches_provider_cost(
-    sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
+def test_ai_ml_apis_reported_spend_reaches_provider_cost_and_the_tasks_event(
+    sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str, events_queue: str
 ) -> None:
     task = create(api, {"image_url": image_url, "duration": 5, "resolution": "720p", "provider": "aimlapi"})
     view = costed(api, task["id"])
@@ -78,6 +78,8 @@ def test_ai_ml_apis_reported_spend_reaches_provider_cost(
     assert view["cost"]["provider_cost"] == spent
     assert view["cost"]["cost_source"] == "reported"
     assert view["cost"]["client_charge"] == spent  # pass-through
+    events = wait_for(lambda: bus_events(stack.runtime(), events_queue, task["id"]))
+    assert [event["detail"]["cost"] for event in events] == [view["cost"]]
 
 
 def test_failed_cancelled_and_timed_out_tasks_charge_the_client_nothing(

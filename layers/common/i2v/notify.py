@@ -110,6 +110,7 @@ def _publish(rt: Runtime, task: Task) -> None:
         "tenant": task.tenant,
         "status": task.status.value,
         "output": task.output and task.output.key,
+        "cost": task.cost and task.cost.model_dump(mode="json"),
     }
     sent = rt.events.put_events(
         Entries=[
