@@ -55,6 +55,12 @@ def test_without_a_price_or_a_report_the_cost_stays_null_and_says_why() -> None:
     assert cost.billed_seconds == 5.04
 
 
+def test_a_delivered_video_whose_duration_could_not_be_read_is_not_estimated_at_zero() -> None:
+    cost = task_cost(settings(), task(duration=None))
+    assert (cost.billed_seconds, cost.provider_cost, cost.cost_source) == (0.0, None, "unmeasured")
+    assert cost.client_charge is None
+
+
 @pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED, Status.TIMED_OUT])
 def test_a_task_that_did_not_succeed_charges_the_client_nothing(status: Status) -> None:
     cost = task_cost(settings(), task(status))

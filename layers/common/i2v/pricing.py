@@ -33,6 +33,11 @@ def task_cost(settings: Settings, task: Task) -> TaskCost:
         price = price_per_second(
             settings, task.provider or "", task.request.resolution, task.request.audio_url is not None
         )
-        cost, source = (round(seconds * price, 6), "estimate") if price is not None else (None, "no_price")
+        if price is None:
+            cost, source = None, "no_price"
+        elif task.output is None or task.output.duration is None:
+            cost, source = None, "unmeasured"  # never an estimate of 0 for a video we could not measure
+        else:
+            cost, source = round(seconds * price, 6), "estimate"
     charge = cost if delivered else 0.0
     return TaskCost(billed_seconds=seconds, provider_cost=cost, cost_source=source, client_charge=charge)
