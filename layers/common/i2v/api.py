@@ -39,6 +39,7 @@ from i2v.models import (
     UsageReport,
     VideoRequest,
 )
+from i2v.pricing import price_per_second
 from i2v.problems import PROBLEM, problem, problem_for
 from i2v.runtime import Runtime
 from i2v.views import task_for_tenant, view
@@ -60,6 +61,10 @@ class ProviderInfo(BaseModel):
     cancel: bool
     status: Literal["ok", "degraded"] = Field(description="degraded: several recent submits failed")
     health: ProviderHealth
+    price_per_second: float | None = Field(
+        description="The operator's USD per second for the asked resolution and audio; null: no price set"
+    )
+    price_for_request: float | None = Field(description="price_per_second x the asked duration")
 
 
 class Problem(BaseModel):
@@ -245,9 +250,15 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         summary="Configured providers, what each can do, and how each is doing",
         responses=answers(200, "The providers"),
     )
-    def list_providers() -> list[ProviderInfo]:
+    def list_providers(
+        resolution: Annotated[Literal["720p", "1080p"], Query(description="For the prices")] = "1080p",
+        duration: Annotated[int, Query(ge=2, le=15, description="Seconds, for price_for_request")] = 5,
+        audio: Annotated[bool, Query(description="With driving audio, for the prices")] = False,
+    ) -> list[ProviderInfo]:
         tenant()
         health = rt.records.provider_health(rt.providers)
+        price = {n: price_per_second(rt.settings, n, resolution, audio) for n in rt.providers}
+        total = {n: None if p is None else round(p * duration, 6) for n, p in price.items()}
         return [
             ProviderInfo(
                 name=name,
@@ -259,6 +270,8 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 cancel=p.capabilities.cancel,
                 status="degraded" if health[name].degraded(rt.now()) else "ok",
                 health=health[name],
+                price_per_second=price[name],
+                price_for_request=total[name],
             )
             for name, p in rt.providers.items()
         ]

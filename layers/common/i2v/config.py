@@ -7,7 +7,7 @@ environment variables set by the embedded stack.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # numbers, so it starts empty and a cost the provider does not report stays null until the operator fills
     # it in; never a made-up price.
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # How a request that names no provider is routed by default: `ordered` (default_providers' order) or
+    # `cheapest` (by price for the request, unpriced last); a request's own `routing` overrides it.
+    routing: Literal["ordered", "cheapest"] = "ordered"
     # The poll queue (PollFunction's): timed turns and the sweep's overflow. Unset: the sweep does every turn.
     poll_queue_url: str | None = None
     # Turns one sweep takes itself (8 at a time, ~1 s each: well inside its period); the rest go to the queue.

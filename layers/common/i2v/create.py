@@ -13,6 +13,7 @@ from i2v.lifecycle import Work
 from i2v.media import UnsafeUrl, fetch_deadline, presign_get, resolve_public
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.polls import follow
+from i2v.pricing import price_per_second
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
 from i2v.runtime import Runtime
@@ -146,8 +147,14 @@ def route(rt: Runtime, req: VideoRequest, mode: Mode, alpha: bool = False) -> li
         return asked
     order = [n for n in rt.settings.default_providers if n in rt.providers]
     eligible = [n for n in order if rt.providers[n].capabilities.refusal(req, mode, alpha) is None]
-    # A host failing right now goes last rather than first; it stays as a last resort.
+    # A host failing right now goes last rather than first; it stays as a last resort. With cheapest routing,
+    # the healthy ones go by price for this request (unpriced after priced); sorts are stable, so ties keep
+    # the configured order.
     health = rt.records.provider_health(eligible)
+    if (req.routing or rt.settings.routing) == "cheapest":
+        audio = req.audio_url is not None
+        prices = {n: price_per_second(rt.settings, n, req.resolution, audio) for n in eligible}
+        eligible.sort(key=lambda n: (prices[n] is None, prices[n] or 0.0))
     eligible.sort(key=lambda n: health[n].degraded(rt.now()))
     if not eligible:
         raise RequestProblem(

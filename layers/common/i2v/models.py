@@ -156,6 +156,11 @@ class VideoRequest(BaseModel):
     provider: (
         ProviderName | Annotated[list[ProviderName], Field(min_length=1, max_length=MAX_PROVIDERS)] | None
     ) = Field(default=None, description=f"Provider name or ordered list of at most {MAX_PROVIDERS}")
+    routing: Literal["ordered", "cheapest"] | None = Field(
+        default=None,
+        description="Without `provider`: the gateway's order (ordered), or the lowest price per second for"
+        " this request first (cheapest; providers without a price after them); default: the gateway's",
+    )
     webhook_url: (
         Annotated[
             str,
