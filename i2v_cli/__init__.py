@@ -145,19 +145,38 @@ def show_usage(client: httpx.Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def keys_create(tenant: str) -> int:
-    """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
+def records() -> Any:
     from i2v.dynamo import Table
-    from i2v.layout import check_tenant
     from i2v.records import Records
+
+    return Records(Table(os.environ["I2V_TABLE_NAME"]))
+
+
+def keys_create(tenant: str, budget: float | None = None) -> int:
+    """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
+    from i2v.layout import check_tenant
 
     try:
         check_tenant(tenant)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     key = f"i2v_{secrets.token_urlsafe(24)}"
-    Records(Table(os.environ["I2V_TABLE_NAME"])).put_api_key(key, tenant)
+    store = records()
+    store.put_api_key(key, tenant)
+    if budget is not None:
+        store.set_budget(tenant, budget)
     print(key)
+    return 0
+
+
+def keys_budget(tenant: str, amount: str) -> int:
+    """Set a tenant's monthly budget in USD (`none` removes it)."""
+    try:
+        usd = None if amount.lower() == "none" else float(amount)
+        records().set_budget(tenant, usd)
+    except ValueError as exc:
+        raise CliError(f"budget: {exc}") from None
+    print(f"{tenant}: {'no budget' if usd is None else f'${usd:.2f} a month'}")
     return 0
 
 
@@ -194,6 +213,10 @@ def parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     make = keys_sub.add_parser("create", help="create a key for a tenant")
     make.add_argument("tenant")
+    make.add_argument("--budget", type=float, help="the tenant's monthly budget in USD (default: none)")
+    budget = keys_sub.add_parser("budget", help="set a tenant's monthly budget in USD, or 'none'")
+    budget.add_argument("tenant")
+    budget.add_argument("amount")
     return top
 
 
@@ -201,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "keys":
-            return keys_create(args.tenant)
+            if args.keys_command == "budget":
+                return keys_budget(args.tenant, args.amount)
+            return keys_create(args.tenant, args.budget)
         with api(args.api_url, args.api_key) as client:
             if args.command == "generate":
                 if not (args.image or args.video):

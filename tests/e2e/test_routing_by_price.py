@@ -70,3 +70,28 @@ def test_providers_show_their_price_for_a_request_shape(api: httpx.Client) -> No
     at_1080p = {p["name"]: p for p in api.get("/v1/providers", params={"resolution": "1080p"}).json()}
     assert at_1080p["local"]["price_for_request"] == pytest.approx(1.5)  # 0.30 x the default 5 s
     assert at_1080p["oxen"]["price_per_second"] is None
+
+
+def test_under_a_budget_a_finished_task_keeps_only_its_charge_and_an_over_budget_create_is_a_402(
+    stack: LocalStack, api: httpx.Client, image_url: str
+) -> None:
+    records = stack.records
+    records.set_budget(stack.tenant, 1.0)
+    try:
+        body = {"image_url": image_url, "resolution": "720p", "duration": 2, "routing": "cheapest"}
+        task = create(api, body)
+        assert finished(api, task["id"])["status"] == "succeeded"
+        view = wait_for(lambda: (v := api.get(f"/v1/videos/{task['id']}").json())["cost"] and v)
+        stored = stack.runtime().tasks.require(task["id"])
+        assert stored.reserved_usd == pytest.approx(2 * 0.20)  # the worst case: oxen's 0.20 a second
+        month = stack.runtime().tasks.table.get(f"BUDGET#{stack.tenant}#{stored.budget_period}")
+        assert month is not None
+        left = 1.0 - view["cost"]["client_charge"]
+        assert float(month["remaining"]) == pytest.approx(left)
+
+        refused = api.post("/v1/videos", json={**body, "duration": 15, "resolution": "1080p"})
+        assert refused.status_code == 402  # 15 s x local's 0.30 at 1080p: up to 4.50
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert f"up to $4.5000; ${left:.4f} of your $1.00 budget" in refused.json()["detail"]
+    finally:
+        records.set_budget(stack.tenant, None)

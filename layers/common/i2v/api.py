@@ -79,6 +79,7 @@ class Problem(BaseModel):
 
 PROBLEMS = {
     401: "Missing or invalid API key",
+    402: "Over your budget: the detail says what this request may cost and what remains",
     404: "No such task of yours",
     409: "The task has finished, or its video is being stored",
     413: "Request body too large",
@@ -185,7 +186,9 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
             raise RequestProblem(401, "Invalid API key")
         return found
 
-    @app.post("/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 413, 415))
+    @app.post(
+        "/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 402, 413, 415)
+    )
     def create_video(
         request: VideoRequest,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # How a request that names no provider is routed by default: `ordered` (default_providers' order) or
     # `cheapest` (by price for the request, unpriced last); a request's own `routing` overrides it.
     routing: Literal["ordered", "cheapest"] = "ordered"
+    # Under a tenant's budget, may a provider with no price be used? (Its cost cannot be reserved.)
+    allow_unpriced_under_budget: bool = False
     # The poll queue (PollFunction's): timed turns and the sweep's overflow. Unset: the sweep does every turn.
     poll_queue_url: str | None = None
     # Turns one sweep takes itself (8 at a time, ~1 s each: well inside its period); the rest go to the queue.

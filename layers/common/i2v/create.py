@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from i2v import layout, submit
+from i2v import budgets, layout, submit
 from i2v.lifecycle import Work
 from i2v.media import UnsafeUrl, fetch_deadline, presign_get, resolve_public
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
@@ -17,7 +17,7 @@ from i2v.pricing import price_per_second
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
 from i2v.runtime import Runtime
-from i2v.store import new_task_id
+from i2v.store import BudgetExceeded, new_task_id
 
 
 def request_hash(req: VideoRequest) -> str:
@@ -54,6 +54,7 @@ def create(
         media = probe_media(rt, req)
     chosen = route(rt, req, mode, alpha=any(info.has_alpha for info in media.values()))
     now = rt.now()
+    chosen, held = budgets.hold(rt, tenant, chosen, req, now)  # the worst case, under a budget
     task = Task(
         id=new_task_id(rt.clock()),
         tenant=tenant,
@@ -68,10 +69,16 @@ def create(
         deadline_at=now + rt.settings.task_deadline_seconds,
         # The sweeper's safety net from the start, but not before this submit could have finished.
         next_poll_at=now + rt.settings.submit_grace_seconds,
+        reserved_usd=held.amount if held else None,
+        budget_period=held.period if held else None,
     )
     # Stored with its submit lease held: no sweep can submit it while this call does.
     claim = rt.tasks.new_claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds)
-    stored, created = rt.tasks.create(task, idem, holding=claim)  # the transaction settles concurrent replays
+    try:  # one transaction: the task, its idempotency key, its reservation (settles concurrent creates)
+        stored, created = rt.tasks.create(task, idem, holding=claim, reserve=held.update() if held else None)
+    except BudgetExceeded:
+        assert held is not None  # only a reservation can be refused
+        raise budgets.refusal(rt, held) from None
     if created:
         stored = submit.submit(rt, stored, claim, deadline)
         if not stored.status.terminal:

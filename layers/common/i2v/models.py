@@ -300,6 +300,8 @@ class Task(BaseModel):
     output: Output | None = None
     error: TaskError | None = None
     reported_cost_usd: float | None = None  # the provider's own spend for the job, where it reports one
+    reserved_usd: float | None = None  # taken off the tenant's budget at create (i2v.budgets)
+    budget_period: str | None = None  # the month (yyyy-mm) it was taken from
     cost: TaskCost | None = None  # recorded when the task ends
     created_at: int
     updated_at: int

@@ -7,6 +7,8 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -47,6 +49,38 @@ class Records:
                 "disabled": False,
             }
         )
+
+    def budget(self, tenant: str) -> float | None:
+        """The tenant's monthly budget in USD; None: no budget (never blocked)."""
+        item = self.table.get(f"TENANT#{tenant}")
+        value = item.get("budget_usd") if item else None
+        return None if value is None else float(value)
+
+    def set_budget(self, tenant: str, usd: float | None) -> None:
+        """Set (or with None remove) a tenant's monthly budget. This month's remaining amount moves by the
+        change, so what is reserved or spent stays counted."""
+        layout.check_tenant(tenant)
+        if usd is not None and usd < 0:
+            raise ValueError("a budget is 0 or more USD")
+        key = {"pk": f"TENANT#{tenant}"}
+        if usd is None:
+            self.table.resource.update_item(Key=key, UpdateExpression="REMOVE budget_usd")
+            return
+        amount = Decimal(repr(float(usd)))
+        self.table.resource.update_item(
+            Key=key, UpdateExpression="SET budget_usd = :b", ExpressionAttributeValues={":b": amount}
+        )
+        month = datetime.fromtimestamp(self.now(), UTC).strftime("%Y-%m")
+        period = self.table.get(f"BUDGET#{tenant}#{month}")
+        if period and "limit" in period:
+            old = period["limit"]
+            self.table.resource.update_item(
+                Key={"pk": f"BUDGET#{tenant}#{month}"},
+                UpdateExpression="SET #limit = :new ADD remaining :delta",
+                ConditionExpression="#limit = :old",
+                ExpressionAttributeNames={"#limit": "limit"},
+                ExpressionAttributeValues={":new": amount, ":delta": amount - old, ":old": old},
+            )
 
     def tenant_exists(self, tenant: str) -> bool:
         """Was a key ever made for this tenant? (The tenant record is written with its first key.)"""

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import random
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -33,6 +34,10 @@ def new_task_id(now: float | None = None) -> str:
     """`vid_` + 48-bit millisecond time + 40 random bits, hex: sorts by creation time."""
     ms = int((time.time() if now is None else now) * 1000)
     return f"vid_{ms:012x}{secrets.token_hex(5)}"
+
+
+class BudgetExceeded(Exception):
+    """The budget reservation's condition failed: less remains than the request's worst case."""
 
 
 class IdempotencyConflict(RequestProblem):
@@ -120,7 +125,7 @@ class TaskStore:
         return f"TASK#{task_id}"
 
     def _item(self, task: Task) -> dict[str, Any]:
-        item: dict[str, Any] = task.model_dump(mode="json", exclude_none=True)
+        item: dict[str, Any] = dynamo_value(task)
         item.update(
             pk=self._pk(task.id),
             tenant_pk=f"TENANT#{task.tenant}",
@@ -136,39 +141,72 @@ class TaskStore:
         return Claim(task_id, work, secrets.token_hex(8), self.now() + seconds)
 
     def create(
-        self, task: Task, idempotency: tuple[str, str] | None = None, holding: Claim | None = None
+        self,
+        task: Task,
+        idempotency: tuple[str, str] | None = None,
+        holding: Claim | None = None,
+        reserve: dict[str, Any] | None = None,
     ) -> tuple[Task, bool]:
         """Store a new task (with `holding` already claimed); with (key, request hash) also the idempotency
-        record, atomically. Returns (task, created): a reused key with the same hash returns the earlier task.
+        record, and with `reserve` a conditional update (a budget reservation), all or none. Returns (task,
+        created): a reused key with the same hash returns the earlier task; a refused reservation is
+        BudgetExceeded.
         """
         item = self._item(task)
         if holding is not None:
             owner, until = _lease(holding.work)
             item.update({owner: holding.owner, until: holding.until})
         put_task = {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-        if idempotency is None:
+        if idempotency is None and reserve is None:
             self.table.resource.put_item(**put_task)
             return task, True
-        key, request_hash = idempotency
-        put_idem = {
-            "Item": {
-                "pk": f"IDEM#{task.tenant}#{key}",
-                "hash": request_hash,
-                "task_id": task.id,
-                "expires_at": task.created_at + 86400,
-            },
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
+        writes: list[tuple[str, dict[str, Any]]] = [("Put", put_task)]
+        if idempotency is not None:
+            key, request_hash = idempotency
+            put_idem = {
+                "Item": {
+                    "pk": f"IDEM#{task.tenant}#{key}",
+                    "hash": request_hash,
+                    "task_id": task.id,
+                    "expires_at": task.created_at + 86400,
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            writes.append(("Put", put_idem))
+        if reserve is not None:
+            writes.append(("Update", reserve))
         try:
-            self.table.transact_put([put_task, put_idem])
+            self._transact_retrying_conflicts(writes)
             return task, True
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            replay = idempotency is not None and len(codes) > 1 and codes[1] == "ConditionalCheckFailed"
+            if reserve is not None and codes[-1:] == ["ConditionalCheckFailed"] and not replay:
+                raise BudgetExceeded() from None
+            if idempotency is None:
+                raise
+        # The key was used (or is being used) by a concurrent or earlier create: answer with its task.
+        key, request_hash = idempotency
         existing = self.idempotent_task(task.tenant, key, request_hash)
         if existing is None:  # the record outlived its task (TTL); treat the key as spent
             raise IdempotencyConflict()
         return existing, False
+
+    def _transact_retrying_conflicts(self, writes: list[tuple[str, dict[str, Any]]], tries: int = 6) -> None:
+        """A transaction that DynamoDB cancelled only for a conflict with another one on the same items (a
+        budget many creates reserve from at once) is tried again after a short random wait."""
+        for attempt in range(tries):
+            try:
+                self.table.transact(writes)
+                return
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                conflict = "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+                if not conflict or attempt == tries - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - a jitter, not a secret
 
     def idempotent_task(self, tenant: str, key: str, request_hash: str) -> Task | None:
         """The task an idempotency key already made (None if unused); another body under it is a conflict."""

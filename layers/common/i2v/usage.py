@@ -1,4 +1,5 @@
-"""Usage per tenant: each ended task adds its cost to its tenant's day, once; `/v1/usage` reads the days.
+"""Usage per tenant: each ended task adds its cost to its tenant's day, once (and settles its budget
+reservation in the same transaction, see i2v.budgets); `/v1/usage` reads the days.
 
 A day is one item (`USAGE#<tenant>#<yyyy-mm-dd>`) of counters per provider and status, added to with `ADD`
 in the same transaction that records the task's cost, on the condition that the cost is not recorded yet:
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from i2v import budgets
 from i2v.dynamo import dynamo_value, plain
 from i2v.models import RequestProblem, Task, TaskCost, UsageFigures, UsageGroup, UsageReport
 from i2v.runtime import Runtime
@@ -48,6 +50,7 @@ def record(rt: Runtime, task: Task, cost: TaskCost) -> Task | None:
     }
     names = {f"#a{i}": name for i, name in enumerate(adds)}
     values = {f":a{i}": _number(value) for i, value in enumerate(adds.values())}
+    settle = budgets.settlement(task, cost)
     try:
         rt.tasks.table.transact(
             [
@@ -70,6 +73,7 @@ def record(rt: Runtime, task: Task, cost: TaskCost) -> Task | None:
                         "ExpressionAttributeValues": values,
                     },
                 ),
+                *([("Update", settle)] if settle else []),
             ]
         )
     except ClientError as exc:
