@@ -119,6 +119,8 @@ class LocalResources:
         """The functions' environment as the template sets it, plus what only the local stack knows."""
         env = self.template["Globals"]["Function"]["Environment"]["Variables"]
         resolved = {k: str(self.resolve(v)) for k, v in env.items()}
+        # The operator's choices that a local run (or a test) may set in its own environment instead.
+        resolved.update({k: os.environ[k] for k in OPERATOR_CHOICES if k in os.environ})
         resolved.update(
             I2V_PUBLIC_BASE_URL=public_base_url,
             I2V_ALLOW_PRIVATE_URLS="true",  # simulators and moto live on loopback
@@ -129,6 +131,9 @@ class LocalResources:
             POWERTOOLS_METRICS_NAMESPACE="I2vGatewayLocal",
         )
         return resolved
+
+
+OPERATOR_CHOICES = ("I2V_PRICES", "I2V_ROUTING", "I2V_ALLOW_UNPRICED_UNDER_BUDGET")
 
 
 def provision(
