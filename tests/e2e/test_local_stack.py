@@ -118,6 +118,7 @@ def test_forged_callback_token_is_401_and_changes_nothing(
     sim.faults.stall = True
     task = create(api, {"image_url": image_url, "duration": 2})
     stack.pause("SweeperFunction")  # its own turns at the task are not the callback's doing
+    stack.pause("PollFunction")  # nor are the timed turns
     before = stored_item(rt, task["id"])
     forged = httpx.post(
         f"{stack.url}/v1/callbacks/local/{task['id']}",

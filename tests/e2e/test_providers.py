@@ -41,6 +41,7 @@ def test_callback_provider_finishes_through_its_callback(
     provider: str, sims: dict[str, Simulator], stack: LocalStack, api: httpx.Client, image_url: str
 ) -> None:
     stack.pause("SweeperFunction")  # no polling: only the callback can move the task
+    stack.pause("PollFunction")
     task = create(api, body_for(provider, image_url))
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
@@ -268,6 +269,7 @@ def test_forged_callback_changes_nothing_per_callback_provider(
     sims[provider].faults.stall = True
     task = create(api, body_for(provider, image_url))
     stack.pause("SweeperFunction")  # its own turns at the task are not the callback's doing
+    stack.pause("PollFunction")  # nor are the timed turns
     before = stored_item(rt, task["id"])
     forged = httpx.post(
         f"{stack.url}/v1/callbacks/{provider}/{task['id']}", params={"token": "f" * 64}, json={}
