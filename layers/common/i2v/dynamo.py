@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 
 @dataclass
@@ -28,14 +31,31 @@ class Table:
         item: dict[str, Any] | None = self.resource.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
         return item
 
-    def transact_put(self, puts: list[dict[str, Any]]) -> None:
-        self.transact([("Put", put) for put in puts])
+    def transact(self, writes: list[tuple[str, dict[str, Any]]], tries: int = 6) -> None:
+        """All or none of (`Put` | `Update` | ..., its request without TableName), in one transaction.
 
-    def transact(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
-        """All or none of (`Put` | `Update` | ..., its request without TableName), in one transaction."""
-        self.resource.meta.client.transact_write_items(
-            TransactItems=[{kind: {"TableName": self.name, **body}} for kind, body in writes]
-        )
+        One that DynamoDB cancelled only for a conflict with another transaction on the same items (a
+        tenant's budget or usage day that many tasks write at once) is tried again after a short random
+        wait; a failed condition is the caller's to read (`cancellation_codes`)."""
+        items = [{kind: {"TableName": self.name, **body}} for kind, body in writes]
+        for attempt in range(tries):
+            try:
+                self.resource.meta.client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                codes = cancellation_codes(exc)
+                conflict = "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+                if not conflict or attempt == tries - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - a jitter, not a secret
+
+
+def cancellation_codes(exc: ClientError) -> list[str | None]:
+    """Per write of a cancelled transaction, why: "ConditionalCheckFailed", "TransactionConflict", "None"...
+    (empty for any other error)."""
+    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+        return []
+    return [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
 
 
 def plain(value: Any) -> Any:

@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import json
-import random
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from i2v import lifecycle
-from i2v.dynamo import Table, dynamo_value, plain
+from i2v.dynamo import Table, cancellation_codes, dynamo_value, plain
 from i2v.lifecycle import Step, Work
 from i2v.models import IN_FLIGHT, TERMINAL, RequestProblem, Status, Task
 
@@ -104,6 +103,19 @@ def _ends_turn(sets: dict[str, Any], removes: list[str] | None = None) -> list[s
     return removes
 
 
+def _idempotency_record(task: Task, key: str, request_hash: str) -> dict[str, Any]:
+    """The Put of the record that ties an Idempotency-Key (and its request) to the task it made, a day."""
+    return {
+        "Item": {
+            "pk": f"IDEM#{task.tenant}#{key}",
+            "hash": request_hash,
+            "task_id": task.id,
+            "expires_at": task.created_at + 86400,
+        },
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }
+
+
 def _held(claim: Claim) -> tuple[list[str], dict[str, Any]]:
     """The condition (and its value) that a lease is still `claim`'s."""
     return [f"{_lease(claim.work)[0]} = :holder"], {":holder": claim.owner}
@@ -162,26 +174,16 @@ class TaskStore:
             return task, True
         writes: list[tuple[str, dict[str, Any]]] = [("Put", put_task)]
         if idempotency is not None:
-            key, request_hash = idempotency
-            put_idem = {
-                "Item": {
-                    "pk": f"IDEM#{task.tenant}#{key}",
-                    "hash": request_hash,
-                    "task_id": task.id,
-                    "expires_at": task.created_at + 86400,
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-            writes.append(("Put", put_idem))
+            writes.append(("Put", _idempotency_record(task, *idempotency)))
         if reserve is not None:
             writes.append(("Update", reserve))
         try:
-            self._transact_retrying_conflicts(writes)
+            self.table.transact(writes)
             return task, True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            codes = cancellation_codes(exc)
+            if not codes:
                 raise
-            codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             replay = idempotency is not None and len(codes) > 1 and codes[1] == "ConditionalCheckFailed"
             if reserve is not None and codes[-1:] == ["ConditionalCheckFailed"] and not replay:
                 raise BudgetExceeded() from None
@@ -193,20 +195,6 @@ class TaskStore:
         if existing is None:  # the record outlived its task (TTL); treat the key as spent
             raise IdempotencyConflict()
         return existing, False
-
-    def _transact_retrying_conflicts(self, writes: list[tuple[str, dict[str, Any]]], tries: int = 6) -> None:
-        """A transaction that DynamoDB cancelled only for a conflict with another one on the same items (a
-        budget many creates reserve from at once) is tried again after a short random wait."""
-        for attempt in range(tries):
-            try:
-                self.table.transact(writes)
-                return
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                conflict = "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
-                if not conflict or attempt == tries - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - a jitter, not a secret
 
     def idempotent_task(self, tenant: str, key: str, request_hash: str) -> Task | None:
         """The task an idempotency key already made (None if unused); another body under it is a conflict."""
@@ -370,24 +358,29 @@ class TaskStore:
 
     # -- queries ----------------------------------------------------------------------------------
     def list_for_tenant(self, tenant: str, limit: int, cursor: str | None) -> tuple[list[Task], str | None]:
-        tenant_pk = f"TENANT#{tenant}"
-        query: dict[str, Any] = {
-            "IndexName": BY_TENANT,
-            "KeyConditionExpression": "tenant_pk = :t",
-            "ExpressionAttributeValues": {":t": tenant_pk},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            query["ExclusiveStartKey"] = _decode_cursor(cursor, tenant_pk)
-        page = self.table.resource.query(**query)
-        tasks = [Task.model_validate(plain(item)) for item in page.get("Items", [])]
-        last = page.get("LastEvaluatedKey")
-        return tasks, _encode_cursor(last) if last else None
+        """A page of the tenant's tasks, newest first, and the cursor of the next page (None: no more)."""
+        return tenant_tasks(self.table, tenant, limit, cursor)
 
     def due(self, limit: int = 500) -> Iterator[str]:
         """Ids of tasks whose next poll (or outbox retry) time has come, oldest first per shard."""
         return due_tasks(self.table, self.due_shards, self.now(), limit)
+
+
+def tenant_tasks(table: Table, tenant: str, limit: int, cursor: str | None) -> tuple[list[Task], str | None]:
+    tenant_pk = f"TENANT#{tenant}"
+    query: dict[str, Any] = {
+        "IndexName": BY_TENANT,
+        "KeyConditionExpression": "tenant_pk = :t",
+        "ExpressionAttributeValues": {":t": tenant_pk},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor:
+        query["ExclusiveStartKey"] = _decode_cursor(cursor, tenant_pk)
+    page = table.resource.query(**query)
+    tasks = [Task.model_validate(plain(item)) for item in page.get("Items", [])]
+    last = page.get("LastEvaluatedKey")
+    return tasks, _encode_cursor(last) if last else None
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

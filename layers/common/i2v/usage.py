@@ -17,7 +17,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from i2v import budgets
-from i2v.dynamo import dynamo_value, plain
+from i2v.dynamo import cancellation_codes, dynamo_value, plain
 from i2v.models import RequestProblem, Task, TaskCost, UsageFigures, UsageGroup, UsageReport
 from i2v.runtime import Runtime
 
@@ -77,9 +77,9 @@ def record(rt: Runtime, task: Task, cost: TaskCost) -> Task | None:
             ]
         )
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "TransactionCanceledException":
+        if cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
             return None  # recorded before (this step ran again after a crash), or the task is gone
-        raise
+        raise  # anything else (a conflict that outlasted the retries): the outbox tries the step again
     return task.model_copy(update={"cost": cost})  # the transaction changed nothing else of the task
 
 
