@@ -1,13 +1,15 @@
 """Embedded stand-in for the Wan 2.7 model: renders real H.264/AAC MP4s that plausibly animate the inputs.
 
-Deterministic for a seed, streams frames straight into the encoder and keeps no module-level state.
+It shows what it was asked: the prompt (and negative prompt) as a caption at the bottom of every frame, and
+the seed choosing the direction of the camera's drift. Deterministic for a seed, streams frames straight into
+the encoder and keeps no module-level state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
+import unicodedata
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +22,7 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 __all__ = ["RenderError", "RenderJob", "render"]
 
@@ -30,7 +32,10 @@ _MIN_SHORT_SIDE = 64
 _MAX_SHORT_SIDE = 2160
 
 _ZOOM = 1.15  # Ken Burns end scale for a whole clip; a continuation tail zooms proportionally less
-_DRIFT = 0.6  # fraction of the free margin the zoom centre may wander, so the move is not dead-centre
+_DRIFT = 0.8  # fraction of the free margin the zoom centre wanders, in a direction the seed picks
+# Seed n drifts n golden angles round the compass: neighbouring seeds (7 and 8) move 137.5 degrees apart,
+# where a random angle per seed would often put them side by side.
+_GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
 _FADE_FRACTION = 0.4
 
 # veryfast is ~2x slower than ultrafast here but has deblocking/CABAC/B-frames: ultrafast at crf 23 is
@@ -45,6 +50,15 @@ _AUDIO_BITRATE = 128_000
 _AAC_FRAME = 1024
 
 _PROGRESS_STEPS = 20
+
+# The caption band: sizes are fractions of the output's short side, so 720p and 1080p read alike.
+_CAPTION_FONT = 1 / 26  # 28 px at 720p, 42 px at 1080p
+_CAPTION_MIN_FONT = 10
+_CAPTION_PROMPT_LINES = 3
+_CAPTION_BAND_ALPHA = 150  # the band darkens the picture under it; text is opaque
+_CAPTION_TEXT = (255, 255, 255)
+_CAPTION_NEGATIVE_TEXT = (255, 205, 120)  # amber, so "not: ..." is not read as part of the prompt
+_ELLIPSIS = "\u2026"
 
 _IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP"})  # MPO: what PIL calls many camera JPEGs
 _CLIP_DEMUXERS = frozenset({"mov", "mp4"})  # FFmpeg's one demuxer for the whole ISO-BMFF family
@@ -67,7 +81,9 @@ class RenderJob:
     clip: Path | None = None  # MP4/MOV to continue
     audio: Path | None = None  # WAV/MP3 driving audio
     fps: int = 24
-    seed: int = 0  # only drives the zoom drift; output is deterministic for a seed
+    seed: int = 0  # picks the direction of the zoom's drift; output is deterministic for a seed
+    prompt: str = ""  # drawn as a caption, with the negative prompt, at the bottom of every frame
+    negative_prompt: str = ""
 
 
 class RenderError(Exception):
@@ -82,11 +98,13 @@ def render(job: RenderJob, out: Path, on_progress: Callable[[float], None] | Non
     """
     n_frames = _validate(job)
     source = _open_source(job, n_frames)
+    caption = _Caption.build(job.prompt, job.negative_prompt, source.size)
     out = Path(out)
     progress = _Progress(on_progress, n_frames)
     try:
         with contextlib.closing(source.frames) as frames:
-            _encode(out, job, source.size, frames, progress)
+            captioned = frames if caption is None else map(caption.over, frames)
+            _encode(out, job, source.size, captioned, progress)
     except BaseException:
         with contextlib.suppress(OSError):
             out.unlink(missing_ok=True)
@@ -133,8 +151,8 @@ class _Source:
 
 def _open_source(job: RenderJob, n_frames: int) -> _Source:
     """Reads and checks every input up front, so bad input fails before any output is written."""
-    rng = random.Random(job.seed)  # noqa: S311 - visual jitter, not security
-    drift = (_DRIFT * (2 * rng.random() - 1), _DRIFT * (2 * rng.random() - 1))
+    angle = job.seed * _GOLDEN_ANGLE
+    drift = (_DRIFT * math.cos(angle), _DRIFT * math.sin(angle))
     if job.audio is not None:
         _probe_audio(Path(job.audio))
 
@@ -461,6 +479,110 @@ def _timed_frames(container: InputContainer) -> Iterator[tuple[float, VideoFrame
             at = previous + step
         previous = at
         yield at, frame
+
+
+# --- the caption ------------------------------------------------------------------------------------------
+
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+@dataclass(frozen=True)
+class _Caption:
+    """The prompt band, rasterised once as yuv420p planes with an alpha mask per plane size; each frame
+    then costs three masked pastes, not a text layout."""
+
+    top: int  # first row of the band; even, so the chroma planes' band starts at top // 2
+    band: _Picture
+    alpha: Image.Image  # luma-sized
+    alpha_chroma: Image.Image
+
+    @classmethod
+    def build(cls, prompt: str, negative_prompt: str, size: tuple[int, int]) -> _Caption | None:
+        prompt, negative_prompt = _printable(prompt), _printable(negative_prompt)
+        if not prompt and not negative_prompt:
+            return None
+        width, height = size
+        font_size = max(_CAPTION_MIN_FONT, round(min(size) * _CAPTION_FONT))
+        font = ImageFont.load_default(size=font_size)  # Pillow's built-in scalable font: nothing to ship
+        margin = round(font_size * 0.6)
+        text_width = max(1, width - 2 * margin)
+        lines = [(line, _CAPTION_TEXT) for line in _wrap(prompt, font, text_width, _CAPTION_PROMPT_LINES)]
+        if negative_prompt:
+            negative = _wrap(f"not: {negative_prompt}", font, text_width, 1)
+            lines += [(line, _CAPTION_NEGATIVE_TEXT) for line in negative]
+        line_height = round(font_size * 1.25)
+        band_height = min(_even(len(lines) * line_height + margin), height // 2 * 2)
+        rgb = Image.new("RGB", (width, band_height))
+        alpha = Image.new("L", (width, band_height), _CAPTION_BAND_ALPHA)
+        draw_rgb, draw_alpha = ImageDraw.Draw(rgb), ImageDraw.Draw(alpha)
+        for index, (line, colour) in enumerate(lines):
+            at = (margin, margin // 2 + index * line_height)
+            draw_rgb.text(at, line, font=font, fill=colour)
+            draw_alpha.text(at, line, font=font, fill=255)
+        return cls(height - band_height, _Picture.from_image(rgb), alpha, alpha.reduce(2))
+
+    def over(self, frame: _Frame) -> _Picture:
+        picture = (
+            frame if isinstance(frame, _Picture) else _Picture.from_frame(frame, (frame.width, frame.height))
+        )
+        return _Picture(
+            _paste(picture.y, self.band.y, self.alpha, self.top),
+            _paste(picture.u, self.band.u, self.alpha_chroma, self.top // 2),
+            _paste(picture.v, self.band.v, self.alpha_chroma, self.top // 2),
+        )
+
+
+def _printable(text: str) -> str:
+    """One line of text the built-in font can show: whitespace runs collapsed, and accents dropped (its
+    glyphs are ASCII and a little punctuation, so "café" reads "cafe", not "caf" and a box). Scripts it
+    lacks (Chinese, Cyrillic, emoji) still draw as boxes, which at least shows they arrived."""
+    bare = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+    return " ".join(bare.split())
+
+
+def _paste(plane: Image.Image, band: Image.Image, alpha: Image.Image, top: int) -> Image.Image:
+    out = plane.copy()  # pictures are shared between frames (a fade's target, the zoom's base)
+    out.paste(band, (0, top), alpha)
+    return out
+
+
+def _wrap(text: str, font: _Font, width: int, max_lines: int) -> list[str]:
+    """Greedy word wrap to `width` pixels in at most `max_lines`, the last ending in an ellipsis if text is
+    left over. Hand-rolled because Pillow's ImageText.wrap refuses a word wider than the line, and text
+    without spaces (Chinese, Japanese, a long URL) is one such word: here it breaks between characters."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if font.getlength(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = word
+        while len(lines) < max_lines and font.getlength(line) > width:
+            cut = max(1, _fitting(line, font, width))
+            lines.append(line[:cut])
+            line = line[cut:]
+        if len(lines) >= max_lines:  # and `line` still holds text
+            return [*lines[: max_lines - 1], _ellipsized(lines[max_lines - 1], font, width)]
+    return [*lines, line] if line else lines
+
+
+def _ellipsized(line: str, font: _Font, width: int) -> str:
+    return line[: _fitting(line, font, width, _ELLIPSIS)].rstrip() + _ELLIPSIS
+
+
+def _fitting(text: str, font: _Font, width: int, suffix: str = "") -> int:
+    """The length of the longest prefix of `text` that, followed by `suffix`, is no wider than `width`."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.getlength(text[:middle].rstrip() + suffix) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 # --- encoding ------------------------------------------------------------------------------------------

@@ -285,6 +285,10 @@ class DashscopeSimulator(Simulator):
         }
 
     # -- the render worker ------------------------------------------------------------------------
+    def prompts(self, task: SimTask) -> tuple[str, str]:
+        inputs = task.request["input"]  # checked at submit: an object whose prompts are strings or absent
+        return inputs.get("prompt") or "", inputs.get("negative_prompt") or ""
+
     def render_task(self, task: SimTask) -> Path:
         self._scheduled[task.id] = time.time()  # scheduled_time: when the worker picks the task up
         out = super().render_task(task)

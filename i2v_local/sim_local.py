@@ -3,10 +3,14 @@
 POST /v1/tasks -> 201 {id, status}; GET /v1/tasks/<id>; POST /v1/tasks/<id>/cancel; callbacks POST the
 task object (which echoes its callback_url) to callback_url when it finishes (10 s timeout, retries after 1,
 2 and 4 s).
+
+The video shows the request: its prompt and negative prompt as a caption, its seed as the camera's drift. A
+request without a seed gets a random one, like the model's hosts, and the task object reports the seed used.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from werkzeug.routing import Rule
@@ -21,6 +25,9 @@ STATE_NAMES = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
+
+
+MAX_SEED = 2_147_483_647
 
 
 class LocalSimulator(Simulator):
@@ -40,6 +47,7 @@ class LocalSimulator(Simulator):
             "progress": task.progress,
             "eta_seconds": 2 if task.state in ("queued", "processing") else None,
             "video_url": self.result_url(task),
+            "seed": task.seed,
             # Echoed as sent: it ties the job to the gateway task that made it (adopting a callback's job).
             "callback_url": task.callback_url,
         }
@@ -67,6 +75,12 @@ class LocalSimulator(Simulator):
         duration = data.get("duration", 5)
         if not isinstance(duration, int) or not 2 <= duration <= 15:
             return self.json({"error": {"code": "invalid_duration", "message": "duration must be 2-15"}}, 400)
+        seed = data.get("seed")
+        if seed is None:
+            seed = secrets.randbelow(MAX_SEED + 1)
+        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            message = f"seed must be an integer in 0-{MAX_SEED}"
+            return self.json({"error": {"code": "invalid_seed", "message": message}}, 400)
         task = self.create(
             inputs={
                 "first_frame": image,
@@ -78,7 +92,7 @@ class LocalSimulator(Simulator):
             resolution=str(data.get("resolution", "1080p")),
             callback_url=data.get("callback_url"),
             request=data,
-            seed=data.get("seed"),
+            seed=seed,
         )
         self.hang_if_asked()  # the job exists; with the fault on, its answer never arrives
         return self.json({"id": task.id, "status": "queued"}, 201)

@@ -57,6 +57,10 @@ class Faults:
     render_seconds: int | None = None
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 class _AnswerInstead(Exception):
     """Raised inside a route to answer with `response` instead of the route's own reply."""
 
@@ -349,6 +353,7 @@ class Simulator:
                 paths[role] = folder / role
                 paths[role].write_bytes(resp.content)
         out = folder / "out.mp4"
+        prompt, negative_prompt = self.prompts(task)
         job = RenderJob(
             duration=self.faults.render_seconds or task.duration,
             short_side=max(240, int(task.short_side * self.render_scale) // 2 * 2),
@@ -357,9 +362,16 @@ class Simulator:
             clip=paths.get("clip"),
             audio=paths.get("audio"),
             seed=task.seed,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
         )
         render(job, out, on_progress=lambda f: setattr(task, "progress", min(99, int(f * 100))))
         return out
+
+    def prompts(self, task: SimTask) -> tuple[str, str]:
+        """The prompt and negative prompt the request carried, which the renderer draws as a caption. Most
+        APIs put them at the top of the body; a subclass whose API nests them says where."""
+        return _text(task.request.get("prompt")), _text(task.request.get("negative_prompt"))
 
     # -- callbacks --------------------------------------------------------------------------------
     def _notify(self, task: SimTask) -> None:

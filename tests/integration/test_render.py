@@ -329,6 +329,126 @@ def test_short_audio_is_padded_with_silence(tmp_path: Path) -> None:
     assert max(result.audio_rms[7:]) < 0.01
 
 
+# --- the request shown: prompt as a caption, seed as the camera's drift ---------------------------------
+
+SMALL = 360  # short side for caption tests: quick, and text still spans several rows
+BAND_ROW = 4.0  # a row whose mean differs by more than this (levels) is under the caption band
+FOX = "a red fox trots through fresh snow at dawn"
+
+
+def render_frames(
+    tmp_path: Path, name: str, source: Path, seed: int = 3, prompt: str = "", negative_prompt: str = ""
+) -> np.ndarray:
+    """The decoded frames (frame, row, column, rgb) of a 1 s render of an image or clip at SMALL."""
+    out = tmp_path / f"{name}.mp4"
+    is_clip = source.suffix == ".mp4"
+    job = RenderJob(
+        duration=1.0,
+        short_side=SMALL,
+        first_frame=None if is_clip else source,
+        clip=source if is_clip else None,
+        seed=seed,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+    )
+    render(job, out)
+    return np.stack(decoded(out)).astype(np.int16)
+
+
+def row_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How much each row differs between two renders, averaged over frames, columns and channels."""
+    return np.asarray(np.abs(a - b).mean(axis=(0, 2, 3)))
+
+
+def band_height(captioned: np.ndarray, plain: np.ndarray) -> int:
+    """Rows from the bottom up to the highest one the caption changed."""
+    changed = np.nonzero(row_difference(captioned, plain) > BAND_ROW)[0]
+    return captioned.shape[1] - int(changed[0]) if changed.size else 0
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    return gradient_image(tmp_path / "first.png", (800, 600))
+
+
+def test_two_prompts_give_two_videos_differing_only_in_the_caption_band(
+    tmp_path: Path, picture: Path
+) -> None:
+    fox = render_frames(tmp_path, "fox", picture, prompt=FOX)
+    lighthouse = render_frames(tmp_path, "lighthouse", picture, prompt="a lighthouse in a storm at night")
+
+    rows = row_difference(fox, lighthouse)
+    height = fox.shape[1]
+    # The text differs in the band at the bottom (measured 11 levels mean over its lowest 20 rows) ...
+    assert rows[-20:].mean() > 5.0
+    # ... and the picture above it is the same up to encoder noise (measured worst row 1.1).
+    assert rows[: round(height * 0.8)].max() < 2.0
+
+
+def test_a_caption_is_drawn_over_a_continued_clip_too(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", [RED, GREEN], seconds_each=0.5)
+
+    plain = render_frames(tmp_path, "plain", clip)
+    captioned = render_frames(tmp_path, "captioned", clip, prompt="more of the same")
+
+    assert 0 < band_height(captioned, plain) < captioned.shape[1] * 0.15
+    assert row_difference(captioned, plain)[: round(captioned.shape[1] * 0.8)].max() < 2.0
+
+
+def test_no_prompt_draws_no_band(tmp_path: Path, picture: Path) -> None:
+    plain = render_frames(tmp_path, "plain", picture)
+    blank = render_frames(tmp_path, "blank", picture, prompt="  \n ", negative_prompt="")
+
+    assert band_height(blank, plain) == 0
+
+
+def test_a_negative_prompt_adds_a_line_and_a_long_prompt_stops_at_a_few_lines(
+    tmp_path: Path, picture: Path
+) -> None:
+    plain = render_frames(tmp_path, "plain", picture)
+    one_line = band_height(render_frames(tmp_path, "fox", picture, prompt=FOX), plain)
+    with_negative = band_height(
+        render_frames(tmp_path, "negative", picture, prompt=FOX, negative_prompt="blurry, watermark"), plain
+    )
+    longest = band_height(
+        render_frames(tmp_path, "longest", picture, prompt="word " * 1000, negative_prompt="n" * 500), plain
+    )
+
+    assert 0 < one_line < with_negative < longest
+    # Three prompt lines and one negative line: four lines, the same step each (measured 27, 44, 82 rows).
+    assert longest <= one_line + 3 * (with_negative - one_line) + 4
+    assert longest < SMALL * 0.25
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        pytest.param("x" * 5000, id="5000-characters-no-space"),
+        pytest.param(("café 東京 🎬 " * 500)[:5000], id="accents-cjk-emoji"),
+        pytest.param("\u202eright-to-left override\x00nul\ttab", id="control-characters"),
+    ],
+)
+def test_any_prompt_the_model_accepts_renders_with_a_caption(
+    tmp_path: Path, picture: Path, prompt: str
+) -> None:
+    plain = render_frames(tmp_path, "plain", picture)
+    captioned = render_frames(
+        tmp_path, "captioned", picture, prompt=prompt, negative_prompt="東京の夜景 " * 50
+    )
+
+    assert 0 < band_height(captioned, plain) < SMALL * 0.25
+
+
+def test_another_seed_moves_the_camera_another_way(tmp_path: Path, picture: Path) -> None:
+    seed_3 = render_frames(tmp_path, "seed3", picture, seed=3, prompt=FOX)
+    seed_4 = render_frames(tmp_path, "seed4", picture, seed=4, prompt=FOX)
+
+    picture_rows = round(seed_3.shape[1] * 0.7)
+    # Seeds 3 and 4 drift 137.5 degrees apart (measured 6.3 levels mean over the picture).
+    assert row_difference(seed_3, seed_4)[:picture_rows].mean() > 3.0
+    assert not np.array_equal(seed_3[0], seed_4[-1])
+
+
 # --- errors ---------------------------------------------------------------------------------------------
 
 
@@ -424,24 +544,38 @@ RENDER_IN_A_FRESH_PROCESS = """
 import sys
 from pathlib import Path
 from i2v_local.render import RenderJob, render
-first, last, seed, out = sys.argv[1:]
-render(RenderJob(duration=2.0, first_frame=Path(first), last_frame=Path(last), seed=int(seed)), Path(out))
+first, last, seed, prompt, out = sys.argv[1:]
+job = RenderJob(duration=2.0, first_frame=Path(first), last_frame=Path(last), seed=int(seed), prompt=prompt)
+render(job, Path(out))
 """
 
 
-def test_same_seed_renders_identical_bytes(tmp_path: Path) -> None:
+def test_same_seed_and_prompt_render_identical_bytes(tmp_path: Path) -> None:
     # Each render in a process of its own: libx264's bytes shift slightly when another encode runs in the same
-    # process at the same time (measured: identical frames in, different bytes out), so byte-identity is a
-    # property of a render alone, which is how a provider simulator renders (one worker each).
+    # process at the same time (measured: identical frames in, different bytes out), and, at frame sizes that
+    # are not multiples of 16, even between two encodes one after the other (measured at 480x360: the same
+    # frames in, bytes differing from the first frame on, pictures within 0.35 levels). So byte identity is a
+    # property of a render alone, at a mod-16 size like this 960x720.
     first = gradient_image(tmp_path / "first.png", (800, 600))
     last = solid_image(tmp_path / "last.png", (800, 600), BLUE)
-    outs = [tmp_path / f"out{index}.mp4" for index in range(3)]
-    for seed, out in zip((7, 7, 8), outs, strict=True):
-        args = [sys.executable, "-c", RENDER_IN_A_FRESH_PROCESS, str(first), str(last), str(seed), str(out)]
+    requests = [(7, "a fox"), (7, "a fox"), (8, "a fox"), (7, "a hare")]
+    outs = [tmp_path / f"out{index}.mp4" for index in range(len(requests))]
+    for (seed, prompt), out in zip(requests, outs, strict=True):
+        args = [
+            sys.executable,
+            "-c",
+            RENDER_IN_A_FRESH_PROCESS,
+            str(first),
+            str(last),
+            str(seed),
+            prompt,
+            str(out),
+        ]
         subprocess.run(args, check=True, timeout=120)
-    same_a, same_b, other_seed = (out.read_bytes() for out in outs)
+    same_a, same_b, other_seed, other_prompt = (out.read_bytes() for out in outs)
     assert same_a == same_b
     assert same_a != other_seed
+    assert same_a != other_prompt
 
 
 def test_concurrent_renders_of_a_seed_show_the_same_frames(tmp_path: Path) -> None:

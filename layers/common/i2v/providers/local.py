@@ -62,7 +62,9 @@ class LocalProvider(HttpProvider):
             "audio_url": req.audio_url,
             "resolution": req.resolution,
             "duration": req.duration,
-            "seed": req.seed,
+            "prompt_extend": req.prompt_extend,
+            "watermark": req.watermark,
+            "seed": req.seed,  # absent: the renderer picks one and reports it
             "callback_url": callback_url,
         }
         return self.request("POST", "/v1/tasks", {k: v for k, v in body.items() if v is not None})
