@@ -15,14 +15,13 @@ from typing import Any
 import av
 import boto3
 import httpx
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
+from i2v_cli.show import TaskProgress, console, working
 from i2v_local.stack import ROOT, LocalStack
 
 SAMPLE = ROOT / "assets" / "sample.png"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-console = Console()
 
 
 @dataclass
@@ -44,16 +43,16 @@ def probe(path: Path) -> Check:
         )
 
 
-def wait(client: httpx.Client, bars: Progress, jobs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Poll every task until terminal, one progress bar each."""
+def wait(client: httpx.Client, progress: TaskProgress, jobs: list[str]) -> dict[str, dict[str, Any]]:
+    """Poll every task until terminal, showing each one's progress."""
     done: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 600
     while len(done) < len(jobs) and time.monotonic() < deadline:
-        for task_id, bar in jobs.items():
+        for task_id in jobs:
             if task_id in done:
                 continue
             view = client.get(f"/v1/videos/{task_id}").raise_for_status().json()
-            bars.update(bar, completed=view["progress"], status=view["status"])
+            progress.update(task_id, view["status"], view["progress"])
             if view["status"] in TERMINAL:
                 done[task_id] = view
         time.sleep(0.5)
@@ -74,12 +73,12 @@ def main(
     provider: str | None = None, resolution: str = "720p", duration: int = 5, out: Path = Path("out")
 ) -> int:
     out.mkdir(exist_ok=True)
-    with console.status("starting the local stack (moto, simulators, functions)…"):
+    # Bars and a spinner on a terminal; plain, unwrapped lines in a pipe or CI log (URLs stay whole).
+    screen = console()
+    with working(screen, "starting the local stack (moto, simulators, functions)…"):
         stack = LocalStack().start()
     try:
-        console.print(
-            f"local stack up: API [bold]{stack.url}[/]  AWS {stack.endpoint}  bucket {stack.bucket}"
-        )
+        screen.print(f"local stack up: API [bold]{stack.url}[/]  AWS {stack.endpoint}  bucket {stack.bucket}")
         client = httpx.Client(
             base_url=stack.url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
         )
@@ -101,7 +100,7 @@ def main(
             json={"image_url": ticket["url"], "prompt": "the sun sinks slowly behind the hills", **options},
         )
         if created.status_code != 202:
-            console.print(f"[red]create failed {created.status_code}: {created.text}")
+            screen.print(f"[red]create failed {created.status_code}: {escape(created.text)}")
             return 1
         http_id = created.json()["id"]
 
@@ -116,31 +115,20 @@ def main(
         )
         s3_id = find_upload_task(client, key)
 
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bars:
-            jobs = {
-                http_id: bars.add_task(f"HTTP  {http_id}", total=100, status="submitted"),
-                s3_id: bars.add_task(f"S3    {s3_id}", total=100, status="submitted"),
-            }
-            views = wait(client, bars, jobs)
+        with TaskProgress(screen) as progress:
+            progress.add(http_id, f"HTTP  {http_id}")
+            progress.add(s3_id, f"S3    {s3_id}")
+            views = wait(client, progress, [http_id, s3_id])
 
         ok = True
         for label, task_id in (("HTTP", http_id), ("S3", s3_id)):
             view = views.get(task_id) or client.get(f"/v1/videos/{task_id}").json()
-            console.print(
-                f"[bold]{label}[/] task {task_id}: [bold]{view['status']}[/] via {view['provider']}"
-            )
-            console.print(f"  prompt   {view['request']['prompt']!r}")
+            screen.print(f"[bold]{label}[/] task {task_id}: [bold]{view['status']}[/] via {view['provider']}")
+            screen.print(f"  prompt   {view['request']['prompt']!r}")
             if view.get("source_key"):
-                console.print(f"  input    s3://{stack.bucket}/{view['source_key']}")
+                screen.print(f"  input    s3://{stack.bucket}/{view['source_key']}")
             if view["status"] != "succeeded":
-                console.print(f"  [red]error    {view.get('error')}[/]")
+                screen.print(f"  [red]error    {escape(str(view.get('error')))}[/]")
                 ok = False
                 continue
             path = out / f"{label.lower()}-{task_id}.mp4"
@@ -152,14 +140,14 @@ def main(
                 and min(got.width, got.height) == int(resolution[:-1])
             )
             ok = ok and good
-            console.print(
+            screen.print(
                 f"  output   s3://{stack.bucket}/{view['output']['key']} ({view['output']['size']} bytes)"
             )
             verdict = "[green]ok[/]" if good else "[red]WRONG[/]"
             audio = ", audio" if got.audio else ""
             shape = f"{got.codec} {got.width}x{got.height} {got.duration:.2f} s{audio}"
-            console.print(f"  file     {path}: {shape} {verdict}")
-        console.print("[green]demo ok[/]" if ok else "[red]demo failed[/]")
+            screen.print(f"  file     {path}: {shape} {verdict}")
+        screen.print("[green]demo ok[/]" if ok else "[red]demo failed[/]")
         return 0 if ok else 1
     finally:
         stack.stop()

@@ -37,7 +37,7 @@ def test_a_key_makes_its_tenant_known(rt: Runtime, aws: LocalResources) -> None:
 def test_cli_keys_create_refuses_a_bad_tenant_name(
     rt: Runtime, aws: LocalResources, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["keys", "create", name]) == 1
+    assert main(["keys", "create", name]) == 2  # a usage error: nothing was created
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(f"i2v: tenant {name!r} is not a valid name: 2-39 characters of a-z, 0-9 and '-'")
