@@ -12,12 +12,13 @@ from pathlib import Path
 
 
 def up(port: int) -> int:
-    from rich.console import Console
-
+    from i2v_cli.show import console as screen
+    from i2v_cli.show import working
     from i2v_local.stack import SIMULATORS, LocalStack
 
-    console = Console()
-    with console.status("starting the local stack…"):
+    # A spinner on a terminal; in a pipe or a log, plain lines with every URL and key whole on its line.
+    console = screen()
+    with working(console, "starting the local stack…"):
         # Fixed ports, so events/env.json can point `sam local invoke` containers at them.
         ports = {name: 8700 + i for i, name in enumerate(SIMULATORS)}  # local is 8700
         stack = LocalStack(port=port, aws_port=5000, simulator_ports=ports).start()
@@ -40,26 +41,66 @@ def up(port: int) -> int:
     return 0
 
 
-def invoke(function: str, event_path: str) -> int:
-    """One handler, one sample event, on a fresh local stack seeded with what the sample events name."""
+def invoke(function: str, event_path: str, aws_endpoint: str | None = None) -> int:
+    """One handler, one sample event, on a fresh local stack holding what the sample events name
+    (i2v_local.samples). A file that is not an event, or an event its function cannot take, is one line on
+    stderr and exit 2; a handler that raises, one line and exit 1. `aws_endpoint`: a running moto server to
+    use (tests), instead of a new one."""
     import json
-    from pathlib import Path
 
-    import boto3
+    from i2v_local.aws import load_template
+    from i2v_local.samples import BadEvent, check, outcome, prepare
+    from i2v_local.stack import LocalStack
 
-    from i2v_local.stack import ROOT, LocalStack
+    def fail(message: str, code: int = 2) -> int:
+        print(f"invoke: {message}", file=sys.stderr)
+        return code
 
-    event = json.loads(Path(event_path).read_text())
-    with LocalStack(api_key="i2v_sample_key_0123456789") as stack:
-        if function not in stack.functions:
-            print(f"unknown function {function}; template.yaml has {', '.join(sorted(stack.functions))}")
-            return 2
-        sample = (ROOT / "assets" / "sample.png").read_bytes()
-        for key in ("inputs/demo/sample.png", "uploads/demo/sample.png"):
-            boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=sample)
-        result = stack.invoke(function, event)
+    functions = sorted(
+        name for name, r in load_template()["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+    )
+    if function not in functions:
+        return fail(f"unknown function {function!r}; template.yaml has {', '.join(functions)}")
+    try:
+        event = json.loads(Path(event_path).read_text())
+    except OSError as exc:
+        return fail(f"cannot read {event_path}: {exc.strerror or exc}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return fail(f"{event_path} is not JSON: {exc}")
+    with LocalStack(aws_endpoint=aws_endpoint) as stack:
+        try:
+            check(stack, function, event)
+        except BadEvent as exc:
+            return fail(f"{event_path} {exc}")
+        event = prepare(stack, function, event)
+        try:
+            result = stack.invoke(function, event)
+        except Exception as exc:  # the handler's own failure, told in one line (its record is in the logs)
+            return fail(f"{function} raised {_one_line(exc)}", 1)
         print(json.dumps(result, indent=2, default=str))
+        left = outcome(stack, function)
+        if left:
+            print(f"invoke: {left}", file=sys.stderr)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message`, first line only; for a batch whose every record failed, each record's error (the
+    batch error's own text is their tracebacks)."""
+    from pydantic import ValidationError
+
+    children = getattr(exc, "child_exceptions", None)
+    if children:
+        return "; ".join(_one_line(value) for _, value, _ in children)
+    if isinstance(exc, ValidationError):  # its text spans lines: the fields and what is wrong with each
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        return f"ValidationError: not {_a(exc.title)}: {wrong}"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'AEIOU' else 'a'} {noun}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import yaml
@@ -118,7 +119,9 @@ class LocalResources:
     def function_environment(self, public_base_url: str) -> dict[str, str]:
         """The functions' environment as the template sets it, plus what only the local stack knows."""
         env = self.template["Globals"]["Function"]["Environment"]["Variables"]
-        resolved = {k: str(self.resolve(v)) for k, v in env.items()}
+        # An empty variable is one the template declares only for `sam local invoke` to fill; here the local
+        # stack's own environment (AWS_ENDPOINT_URL above all) must not be blanked by it.
+        resolved = {k: str(self.resolve(v)) for k, v in env.items() if v != ""}
         # The operator's choices that a local run (or a test) may set in its own environment instead.
         resolved.update({k: os.environ[k] for k in OPERATOR_CHOICES if k in os.environ})
         resolved.update(
@@ -193,6 +196,12 @@ def provision(
             s3.put_public_access_block(
                 Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
             )
+        cors_rules = res.resolve(props.get("CorsConfiguration", {})).get("CorsRules", [])
+        if cors_rules:
+            s3.put_bucket_cors(
+                Bucket=name,
+                CORSConfiguration={"CORSRules": [_local_cors_rule(r, public_base_url) for r in cors_rules]},
+            )
         notifications = res.resolve(props.get("NotificationConfiguration", {}))
         queue_configs = [
             {
@@ -227,6 +236,20 @@ def provision(
         )
         res.refs[logical] = name
     return res
+
+
+def _local_cors_rule(rule: dict[str, Any], public_base_url: str) -> dict[str, Any]:
+    """A template CORS rule in the API's shape (CloudFormation's MaxAge is MaxAgeSeconds). Its origins name
+    the deployed API's; here the API is the local runner, so the runner's origin takes their place (by
+    either loopback name a browser may be pointed at)."""
+    names = {"Id": "ID", "AllowedMethods": "AllowedMethods", "AllowedHeaders": "AllowedHeaders",
+             "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}  # fmt: skip
+    converted = {names[k]: v for k, v in rule.items() if k in names}
+    base = urlsplit(public_base_url or "http://127.0.0.1:3000")
+    hosts = {base.hostname, "localhost"} if base.hostname == "127.0.0.1" else {base.hostname}
+    port = f":{base.port}" if base.port else ""
+    converted["AllowedOrigins"] = sorted(f"{base.scheme}://{host}{port}" for host in hosts)
+    return converted
 
 
 _serialized = threading.Event()
@@ -269,10 +292,15 @@ def moto_server(port: int = 0) -> Iterator[str]:
     """
     import logging
 
+    from moto.moto_server import werkzeug_app
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call drowns everything else
     serialize_item_writes()
+    # moto's server answers every CORS preflight for any origin (flask-cors on each service) unless told not
+    # to; S3 answers from the bucket's CORS rules alone. Off, a browser upload works locally only if the
+    # template's rule allows it. moto reads the flag when a service's app is first built, after this.
+    werkzeug_app.DISABLE_GLOBAL_CORS = True  # type: ignore[attr-defined]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

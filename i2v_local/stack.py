@@ -328,9 +328,9 @@ class LocalStack:
                 kind, conf = event["Type"], event.get("Properties", {})
                 if kind == "Api":
                     path = re.sub(r"\{(\w+)\}", r"<\1>", conf["Path"])
-                    rules.append(
-                        Rule(path, methods=[conf["Method"].upper()], endpoint=(logical, conf["Path"]))
-                    )
+                    method = conf["Method"].upper()  # ANY: werkzeug prefers a rule naming the method
+                    methods = None if method == "ANY" else [method]
+                    rules.append(Rule(path, methods=methods, endpoint=(logical, conf["Path"])))
                 elif kind == "SQS":
                     arn = self.resources.resolve(conf["Queue"])
                     queue_logical = conf["Queue"]["Fn::GetAtt"][0]

@@ -12,7 +12,7 @@ from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.stack import clear_parameter_caches
-from tests.support import ROOT, SAMPLE_KEY, containers
+from tests.support import ROOT, SAMPLE_KEY, Receiver, containers
 
 
 @pytest.fixture(autouse=True)
@@ -106,6 +106,28 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 @pytest.fixture
 def sample_url(media_server: tuple[Path, str]) -> str:
     return f"{media_server[1]}/sample.png"
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback: (url, requests seen, status codes to answer in turn, then 204)."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    seen: list[tuple[dict[str, str], bytes]] = []
+    answers: list[int] = []
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        seen.append((dict(request.headers), request.get_data()))
+        return Response(status=answers.pop(0) if answers else 204)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/video", seen, answers
+    server.shutdown()
 
 
 def make_media(folder: Path) -> None:

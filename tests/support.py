@@ -11,6 +11,10 @@ import boto3
 
 from i2v_local.stack import FakeContext, load_handler
 
+# A loopback webhook receiver (the `webhook_receiver` fixture): its URL, the requests it saw (headers, body),
+# and the status codes it is to answer in turn before 204.
+Receiver = tuple[str, list[tuple[dict[str, str], bytes]], list[int]]
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 SAMPLE_KEY = "i2v_sample_key_0123456789"  # the key in events/api_*.json

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v.complete import on_callback
 from i2v.models import RequestProblem
-from i2v.problems import problem, problem_for
+from i2v.problems import not_routed, problem_for
 from i2v.runtime import Runtime
 
 logger = Logger()
@@ -24,9 +24,7 @@ rt.client.budget = rt.settings.callback_status_budget_seconds
 app = APIGatewayRestResolver()
 
 
-@app.not_found
-def not_found(_: Exception) -> Response[Any]:
-    return problem(404, "Not found", f"no route {app.current_event.http_method} {app.current_event.path}")
+app.not_found(lambda _: not_routed(app))
 
 
 @app.post("/v1/callbacks/<provider>/<task_id>")

@@ -16,7 +16,9 @@ from i2v.runtime import Runtime
 logger = Logger()
 metrics = Metrics()
 rt = Runtime.from_environment()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A failed attempt is logged in one line by i2v.notify; a batch of only failed attempts is answered as
+# failures too (ReportBatchItemFailures), not raised with every record's traceback.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from i2v.runtime import Runtime
 from i2v_local.simulator import Faults, Simulator
@@ -65,3 +70,54 @@ def image_url(stack: LocalStack, api: httpx.Client) -> str:
             ticket["put_url"], content=fh.read(), headers={"Content-Type": "image/png"}
         ).raise_for_status()
     return str(ticket["url"])
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    # Without these, chromium calls Google's hosts at start, and this machine's closed network refuses them.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["apt-get", *args],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed from Debian's archive once per session when missing (as root; the
+    package lists are refreshed only if the first try does not find it). A root Debian machine that cannot
+    install it fails the tests that need it; elsewhere they are skipped with the command to run."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("no chromium, and this is not a root Debian machine: apt-get install chromium")
+    installed = _apt_get("install", "-y", "-q", "chromium")
+    if installed.returncode != 0:
+        _apt_get("update", "-q")
+        installed = _apt_get("install", "-y", "-q", "chromium")
+    if installed.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(f"apt-get install chromium failed: {installed.stderr.strip()[-500:]}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Browser]:
+    """Debian's chromium driven by playwright (never `playwright install`: it downloads from a CDN)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

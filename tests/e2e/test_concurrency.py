@@ -215,7 +215,7 @@ def mixed_calls(existing: list[str], secret: str, count: int, rng: random.Random
                 "wrong method",
                 "DELETE",
                 f"/v1/videos/{task_id}",
-                problem(404, "Not found", f"no route DELETE /v1/videos/{task_id}"),
+                problem(405, "Method not allowed", f"/v1/videos/{task_id} answers GET, not DELETE"),
             ),
         ]
         return rng.choice(makers)()

@@ -153,9 +153,30 @@ def test_refused_options_read_as_field_and_message_not_as_pydantic_text(
     [task] = tasks_of(rt, "demo")
     assert task.status == Status.FAILED
     assert task.error
-    assert task.error.message == (
-        "duration: Input should be less than or equal to 15; "
-        "seed: Input should be a valid integer, unable to parse string as an integer"
+    assert (
+        task.error.message
+        == "x-amz-meta-duration: must be at most 15; x-amz-meta-seed: must be a whole number"
+    )
+    assert PYDANTIC_HELP not in task.error.message
+
+
+def test_refused_sidecar_options_name_the_sidecar_field_and_the_limit(
+    rt: Runtime, aws: LocalResources
+) -> None:
+    key = "uploads/demo/trip/lake.png"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=aws.refs["Bucket"], Key=key, Body=image(key), Metadata={"prompt": "a lake"})
+    sidecar = {"resolution": "4k", "webhook_url": "ftp://hooks.example/x", "colour": "red"}
+    s3.put_object(Bucket=aws.refs["Bucket"], Key="uploads/demo/trip/lake.json", Body=json.dumps(sidecar))
+    assert invoke("s3_trigger", notified(aws)) == {"batchItemFailures": []}
+    [task] = [t for t in tasks_of(rt, "demo") if t.source_key == key]
+    assert task.error
+    assert task.error.message.split("; ")[:2] == [
+        "resolution in lake.json: must be '720p' or '1080p'",
+        "webhook_url in lake.json: must be an https URL",
+    ]
+    assert task.error.message.split("; ")[2].startswith(
+        "colour in lake.json: is not an option (the options: prompt, "
     )
     assert PYDANTIC_HELP not in task.error.message
 

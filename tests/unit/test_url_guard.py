@@ -155,6 +155,47 @@ def test_local_stack_may_allow_loopback_on_any_port() -> None:
     assert resolve_public("http://127.0.0.1:9000/a.png", allow_private=True)[1] == "127.0.0.1"
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/a", "http://127.8.9.10/a", "http://[::1]:9/a"])
+def test_the_local_stack_allows_this_machine(url: str) -> None:
+    _, ip = resolve_public(url, allow_private=True)
+    assert ipaddress.ip_address(ip).is_loopback
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.1.2.3/hook",
+        "http://172.16.0.5:8080/hook",
+        "http://192.168.1.20/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[fd00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://0.0.0.0:8080/",
+    ],
+)
+def test_the_local_stack_refuses_private_addresses_other_than_loopback(url: str) -> None:
+    with pytest.raises(UnsafeUrl, match="private or reserved"):
+        resolve_public(url, allow_private=True)
+
+
+def test_on_the_local_stack_a_name_may_lead_to_loopback_only(names: dict[str, list[str]]) -> None:
+    names.update({"me.test": ["127.0.0.1"], "lan.test": ["192.168.1.20"]})
+    assert resolve_public("http://me.test:8080/hook", allow_private=True) == ("me.test", "127.0.0.1")
+    with pytest.raises(UnsafeUrl, match=r"lan\.test cannot be fetched"):
+        resolve_public("http://lan.test:8080/hook", allow_private=True)
+
+
+def test_a_named_private_host_is_allowed_for_sam_local_invoke(names: dict[str, list[str]]) -> None:
+    """events/env.json names the Docker host, which a container reaches on a private address."""
+    names["host.docker.internal"] = ["192.168.65.254"]
+    url = "http://host.docker.internal:5000/bucket/a.png"
+    assert resolve_public(url, True, private_hosts=["host.docker.internal"])[1] == "192.168.65.254"
+    with pytest.raises(UnsafeUrl):
+        resolve_public(url, allow_private=True)
+
+
 def test_a_name_is_refused_if_any_of_its_addresses_is_not_public(names: dict[str, list[str]]) -> None:
     names.update({"cdn.test": ["93.184.216.34", "10.0.0.7"], "ok.test": ["93.184.216.34"]})
     assert resolve_public("https://ok.test/a.png", allow_private=False) == ("ok.test", "93.184.216.34")

@@ -22,7 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
@@ -40,7 +40,7 @@ from i2v.models import (
     VideoRequest,
 )
 from i2v.pricing import price_per_second
-from i2v.problems import PROBLEM, problem, problem_for
+from i2v.problems import PROBLEM, not_routed, problem, problem_for
 from i2v.runtime import Runtime
 from i2v.views import task_for_tenant, view
 
@@ -76,6 +76,18 @@ class Problem(BaseModel):
     detail: str
     errors: list[FieldError] | None = Field(default=None, description="The fields concerned, if any")
 
+
+DESCRIPTION = """One API over every host of the Wan 2.7 image-to-video model.
+
+Every error is an RFC 9457 problem (`application/problem+json`). A method a path does not list answers
+405 with an `Allow` header naming the ones it does."""
+# Relative to where this document is served (OpenAPI 3.1): behind API Gateway that URL carries the stage
+# (/Prod/openapi.json, so requests go to /Prod/v1/...), locally or on a custom domain it may not. A server
+# made from the event's stage (powertools' default for /docs) is wrong wherever the stage is not in the URL.
+SERVERS = [Server(url=".", description="This API, where this document is served")]
+# Cursors are base64url (i2v.store; empty: the first page): anything else is refused as the document says.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+DATE: dict[str, Any] = {"format": "date"}  # i2v.usage refuses anything else (published, not checked here)
 
 PROBLEMS = {
     401: "Missing or invalid API key",
@@ -158,22 +170,24 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_loads)
     # Powertools builds each route's middleware stack from this attribute, request validation first.
     app._request_validation_middleware = JsonBodies()  # type: ignore[no-untyped-call]
-    app.enable_swagger(
-        path="/docs",
+    # One description of the document: /openapi.json and the spec /docs embeds are both made from it.
+    app.configure_openapi(
         title="i2v-gateway",
         version="1",
-        description="One API over every host of the Wan 2.7 image-to-video model.",
-        security_schemes={"bearer": HTTPBearer()},
+        description=DESCRIPTION,
+        servers=SERVERS,
+        security_schemes={
+            "bearer": HTTPBearer(bearerFormat="i2v API key", description="A key from `i2v keys create`")
+        },
         security=[{"bearer": []}],
     )
+    # Powertools' /docs would otherwise publish a server made from the event's stage.
+    app.enable_swagger(path="/docs", servers=SERVERS)
     app.exception_handler(RequestValidationError)(validation_problem)
     app.exception_handler(RequestUnsupportedContentType)(unsupported_media_type)
     app.exception_handler(RequestProblem)(problem_for)
 
-    @app.not_found
-    def _not_found(_: Exception) -> Response[Any]:
-        event = app.current_event
-        return problem(404, "Not found", f"no route {event.http_method} {event.path}")
+    app.not_found(lambda _: not_routed(app))
 
     def tenant() -> str:
         """The tenant of the bearer key; keys are stored only as hashes."""
@@ -183,7 +197,12 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
             raise RequestProblem(401, "Missing API key", detail="send Authorization: Bearer <api key>")
         found = rt.records.tenant_for_key(key.strip())
         if found is None:
-            raise RequestProblem(401, "Invalid API key")
+            raise RequestProblem(
+                401,
+                "Invalid API key",
+                detail="no active key matches the one sent; `i2v keys create` makes one"
+                " (locally, `make local` prints a working key)",
+            )
         return found
 
     @app.post(
@@ -212,7 +231,14 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
     @app.get("/v1/videos", summary="Your tasks, newest first", responses=answers(200, "A page of tasks"))
     def list_videos(
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=2000,
+                pattern=CURSOR_PATTERN,
+                description="The next_cursor of the previous page, as given (opaque)",
+            ),
+        ] = None,
     ) -> Response[TaskPage]:
         tasks, next_cursor = rt.tasks.list_for_tenant(tenant(), limit, cursor)
         return accepted(TaskPage(items=[view(rt, t) for t in tasks], next_cursor=next_cursor))
@@ -286,10 +312,12 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
     )
     def get_usage(
         start: Annotated[
-            str | None, Query(alias="from", max_length=10, description="YYYY-MM-DD, UTC")
+            str | None,
+            Query(alias="from", max_length=10, description="YYYY-MM-DD, UTC", json_schema_extra=DATE),
         ] = None,
         end: Annotated[
-            str | None, Query(alias="to", max_length=10, description="YYYY-MM-DD, included")
+            str | None,
+            Query(alias="to", max_length=10, description="YYYY-MM-DD, included", json_schema_extra=DATE),
         ] = None,
         group_by: Annotated[Literal["provider", "day", "status"], Query()] = "provider",
     ) -> Response[UsageReport]:
@@ -299,7 +327,14 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[Any]:
-        schema = app.get_openapi_json_schema(title="i2v-gateway", version="1")
+        schema = app.get_openapi_json_schema()  # from configure_openapi, as /docs
         return Response(status_code=200, content_type="application/json", body=schema)
+
+    @app.get("/console", include_in_schema=False)
+    def console() -> Response[Any]:
+        # A static page; its data calls carry the key. Imported here: API containers rarely serve it.
+        from i2v.console import page
+
+        return page(rt)
 
     return app

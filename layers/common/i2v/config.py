@@ -30,8 +30,12 @@ class Settings(BaseSettings):
     delivery_queue_url: str = ""
     delivery_backoff_seconds: int = 30  # first retry of a failed webhook; doubles per attempt, up to 15 min
     provider_keys_arn: str = ""  # Secrets Manager secret: {"evolink": "<key>", ...} when deployed
-    # The local stack serves media and simulators on loopback; deployed, private addresses are refused.
+    # The local stack serves media and simulators on loopback: true admits loopback addresses (127.0.0.0/8,
+    # ::1) on any port, never other private ranges. Deployed (false), every non-public address is refused.
     allow_private_urls: bool = False
+    # Names that may resolve to a private address: only the Docker host for `sam local invoke`
+    # (events/env.json sets host.docker.internal); empty when deployed.
+    private_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Ports a fetched or webhook URL may name when private URLs are not allowed ("80,443,8443").
     allowed_ports: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 443])
     probe_deadline_seconds: float = 5.0  # the whole read of one input's header, however the server paces it
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
     # (Novita 5 s, EvoLink 10 s), and a query that does not answer in time leaves the task to the sweeper.
     callback_status_budget_seconds: float = 3.0
 
-    @field_validator("default_providers", "allowed_ports", mode="before")
+    @field_validator("default_providers", "allowed_ports", "private_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         # "evolink,novita" in the environment (a CloudFormation parameter); a list in code.

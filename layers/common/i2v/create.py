@@ -6,11 +6,12 @@ A request the model or every capable provider would refuse is a 422 here, before
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 
 from i2v import budgets, layout, submit
 from i2v.lifecycle import Work
-from i2v.media import UnsafeUrl, fetch_deadline, presign_get, resolve_public
+from i2v.media import UnsafeUrl, fetch_deadline, is_loopback, presign_get, resolve_public
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.polls import follow
 from i2v.pricing import price_per_second
@@ -123,13 +124,20 @@ def probe_media(rt: Runtime, req: VideoRequest) -> dict[str, MediaInfo]:
 
 
 def _check_webhook_url(rt: Runtime, url: str) -> None:
-    """Refuse now what delivery would refuse later: plain http (but on the local stack), private hosts."""
-    if not url.startswith("https://") and not rt.settings.allow_private_urls:
+    """Refuse now what delivery would refuse later: plain http (the local stack allows it to this machine
+    only), private hosts (the local stack allows loopback only)."""
+    s = rt.settings
+    if not url.startswith("https://") and not s.allow_private_urls:
         raise RequestProblem.invalid("webhook_url", "must be an https URL")
     try:
-        resolve_public(url, rt.settings.allow_private_urls, rt.settings.allowed_ports)
+        host, address = resolve_public(url, s.allow_private_urls, s.allowed_ports, s.private_hosts)
     except UnsafeUrl as exc:
         raise RequestProblem.invalid("webhook_url", f"cannot be used: {exc}") from None
+    named = host.lower() in {h.lower() for h in s.private_hosts}  # the Docker host, for sam local invoke
+    this_machine = named or is_loopback(ipaddress.ip_address(address))
+    if not url.startswith("https://") and not this_machine:
+        message = "must be an https URL, or on the local stack http to 127.0.0.1 or localhost"
+        raise RequestProblem.invalid("webhook_url", message)
 
 
 def _fetchable(rt: Runtime, url: str) -> str:

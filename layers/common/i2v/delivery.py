@@ -14,13 +14,10 @@ import json
 from datetime import UTC, datetime
 
 import httpx
-from aws_lambda_powertools import Logger
 from standardwebhooks import Webhook
 
 from i2v.media import fetch_deadline, unreachable
 from i2v.models import TaskView
-
-logger = Logger(child=True)
 
 RESPONSE_READ_CAP = 64 * 1024  # of a receiver's answer; the rest is never read
 
@@ -81,8 +78,8 @@ def post(client: httpx.Client, url: str, headers: dict[str, str], body: str, *, 
         ):
             _skim(resp)
     except httpx.HTTPError as exc:
-        logger.info("webhook got no answer", url=url, error=repr(exc))
-        # One text for refused, unreachable and timed out, as for every fetch (see media.unreachable).
+        # One text for refused, unreachable and timed out, as for every fetch (see media.unreachable); the
+        # operator's log line (i2v.notify.deliver) names the error itself, from __cause__.
         raise DeliveryFailed(f"no answer: {unreachable(url)}") from exc
     if not 200 <= resp.status_code < 300:
         raise DeliveryFailed(f"HTTP {resp.status_code}")

@@ -103,6 +103,20 @@ def is_public(address: IPAddress) -> bool:
     return not any(address in net for net in _V4_SPECIAL) and address.is_global
 
 
+def is_loopback(address: IPAddress) -> bool:
+    """127.0.0.0/8 and ::1, in either form (::ffff:127.0.0.1 too)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def admitted(address: IPAddress, allow_loopback: bool) -> bool:
+    """Whether the guard may connect to `address`: a public one, or this machine's own when the local stack
+    allows it. Never another private range (10/8, 172.16/12, 192.168/16, 169.254/16, ULA...), local or not:
+    the local stack serves everything it needs on loopback."""
+    return is_public(address) or (allow_loopback and is_loopback(address))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The guard
 
@@ -112,8 +126,9 @@ def check_url(
 ) -> tuple[str, int]:
     """(host, port) of an http(s) URL the guard may fetch, judged without DNS; else UnsafeUrl.
 
-    Ports other than `allowed_ports` are refused unless private URLs are allowed (the local stack, whose
-    servers listen on arbitrary loopback ports). A literal IP must be public; a name is checked at connect.
+    `allow_private` is the local stack's setting: loopback addresses (where its servers listen, on arbitrary
+    ports) are allowed, and any port; other private addresses stay refused. Otherwise ports other than
+    `allowed_ports` are refused. A literal IP must be admitted now; a name is checked at connect.
     """
     try:
         parts = urlsplit(url)
@@ -129,42 +144,51 @@ def check_url(
         raise UnsafeUrl("is not a valid URL: the host is not a valid name") from None
     if port is None:
         port = 443 if parts.scheme == "https" else 80
-    if not allow_private:
-        if port not in allowed_ports:
-            ports = " or ".join(str(p) for p in sorted(allowed_ports))
-            raise UnsafeUrl(f"port {port} cannot be fetched; use port {ports}")
-        literal = _literal(host)
-        if literal is not None and not is_public(literal):
-            raise UnsafeUrl(f"{host} is a private or reserved address")
+    if not allow_private and port not in allowed_ports:
+        ports = " or ".join(str(p) for p in sorted(allowed_ports))
+        raise UnsafeUrl(f"port {port} cannot be fetched; use port {ports}")
+    literal = _literal(host)
+    if literal is not None and not admitted(literal, allow_private):
+        raise UnsafeUrl(f"{host} is a private or reserved address")
     return host, port
 
 
-def public_addresses(host: str, allow_private: bool, timeout: float = DNS_TIMEOUT_SECONDS) -> list[IPAddress]:
+def public_addresses(
+    host: str,
+    allow_private: bool,
+    timeout: float = DNS_TIMEOUT_SECONDS,
+    private_hosts: Collection[str] = (),
+) -> list[IPAddress]:
     """Every address of `host` (all of them checked, for the caller to connect to without resolving again).
 
-    UnsafeUrl if any is not public and private URLs are not allowed; OSError if the name does not resolve
-    within `timeout`. Neither message says which: both read as `unreachable(host)` to a user.
+    UnsafeUrl if any is not admitted (public, or loopback when `allow_private`); a name in `private_hosts`
+    (the Docker host, for `sam local invoke`) may resolve to any address. OSError if the name does not
+    resolve within `timeout`. Neither message says which: both read as `unreachable(host)` to a user.
     """
     literal = _literal(host)
     addresses = [literal] if literal is not None else _resolve(host, timeout)
-    if not allow_private:
-        refused = [a for a in addresses if not is_public(a)]
-        if refused:
-            logger.warning("url guard refused a non-public address", host=host, address=str(refused[0]))
-            raise UnsafeUrl(
-                f"{host} is a private or reserved address" if literal is not None else unreachable(host)
-            )
+    if literal is None and host.lower() in {h.lower() for h in private_hosts}:
+        return addresses
+    refused = [a for a in addresses if not admitted(a, allow_private)]
+    if refused:
+        logger.warning("url guard refused a non-public address", host=host, address=str(refused[0]))
+        raise UnsafeUrl(
+            f"{host} is a private or reserved address" if literal is not None else unreachable(host)
+        )
     return addresses
 
 
 def resolve_public(
-    url: str, allow_private: bool, allowed_ports: Collection[int] = DEFAULT_PORTS
+    url: str,
+    allow_private: bool,
+    allowed_ports: Collection[int] = DEFAULT_PORTS,
+    private_hosts: Collection[str] = (),
 ) -> tuple[str, str]:
     """(host, first checked IP) for a URL the guard would fetch, else UnsafeUrl (also when it does not
     resolve)."""
     host, _ = check_url(url, allow_private, allowed_ports)
     try:
-        addresses = public_addresses(host, allow_private)
+        addresses = public_addresses(host, allow_private, private_hosts=private_hosts)
     except OSError as exc:
         logger.info("url guard could not resolve", host=host, error=repr(exc))
         raise UnsafeUrl(unreachable(host)) from None
@@ -265,8 +289,9 @@ class _GuardedBackend(httpcore.NetworkBackend):
     check and connect. The connection pool above it is keyed by host name, so a connection is only ever
     reused for the name it was opened (and its certificate verified) for."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, private_hosts: Collection[str] = ()) -> None:
         self.allow_private = allow_private
+        self.private_hosts = frozenset(h.lower() for h in private_hosts)
         self._sockets = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -280,7 +305,10 @@ class _GuardedBackend(httpcore.NetworkBackend):
         try:
             lookup = _time_left(timeout, httpcore.ConnectTimeout)
             addresses = public_addresses(
-                host, self.allow_private, DNS_TIMEOUT_SECONDS if lookup is None else lookup
+                host,
+                self.allow_private,
+                DNS_TIMEOUT_SECONDS if lookup is None else lookup,
+                self.private_hosts,
             )
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
@@ -326,6 +354,7 @@ class GuardedTransport(httpx.HTTPTransport):
         *,
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
+        private_hosts: Collection[str] = (),
     ) -> None:
         # Not HTTPTransport.__init__: it would build a pool (and an SSL context) only to be replaced.
         self.allow_private = allow_private
@@ -335,7 +364,7 @@ class GuardedTransport(httpx.HTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(allow_private),
+            network_backend=_GuardedBackend(allow_private, private_hosts),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -349,9 +378,10 @@ def guarded_client(
     *,
     allowed_ports: Collection[int] = DEFAULT_PORTS,
     verify: ssl.SSLContext | bool = True,
+    private_hosts: Collection[str] = (),
 ) -> httpx.Client:
     return httpx.Client(
-        transport=GuardedTransport(allow_private, allowed_ports, verify=verify),
+        transport=GuardedTransport(allow_private, allowed_ports, verify=verify, private_hosts=private_hosts),
         timeout=httpx.Timeout(timeout, connect=5.0),
         follow_redirects=True,
         max_redirects=3,

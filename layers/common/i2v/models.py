@@ -5,6 +5,7 @@ Every limit of Wan 2.7 that can be checked without fetching the media lives here
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 MAX_PROMPT = 5000
 MAX_NEGATIVE_PROMPT = 500
@@ -117,12 +119,29 @@ def parseable_url(url: str) -> str:
     return url
 
 
+def _scheme_check(pattern: str, words: str) -> AfterValidator:
+    """The URL pattern as a check whose error reads as words, not as the regex (pydantic's own `pattern`
+    error quotes it); the schema still publishes the pattern, for clients and generated tests."""
+    compiled = re.compile(pattern)
+
+    def check(url: str) -> str:
+        if not compiled.match(url):
+            raise PydanticCustomError("url_scheme", words)
+        return url
+
+    return AfterValidator(check)
+
+
+MEDIA_URL_PATTERN = r"^(https?|s3)://\S+$"
+WEBHOOK_URL_PATTERN = r"^https?://\S+$"
+
 MediaUrl = Annotated[
     str,
+    _scheme_check(MEDIA_URL_PATTERN, "must be an http(s) URL, or an s3:// URL from POST /v1/uploads"),
     AfterValidator(parseable_url),
     Field(
         max_length=MAX_URL,
-        pattern=r"^(https?|s3)://\S+$",
+        json_schema_extra={"pattern": MEDIA_URL_PATTERN},
         description="http(s) URL the provider can fetch, or s3://<our bucket>/<key> from POST /v1/uploads",
     ),
 ]
@@ -131,10 +150,27 @@ MediaUrl = Annotated[
 ProviderName = Annotated[str, Field(min_length=1, max_length=MAX_PROVIDER_NAME)]
 
 
+def _media(given: list[str], absent: list[str], mode: Mode) -> dict[str, Any]:
+    media = {**{f: {"type": "string"} for f in given}, **{f: {"type": "null"} for f in absent}}
+    return {"required": given, "properties": {**media, "mode": {"enum": [mode.value, None]}}}
+
+
+# The model's valid media combinations and the mode each implies, as JSON Schema, so the published
+# document refuses what `resolved_mode` refuses (a unit test holds the two to the same answers).
+MEDIA_COMBINATIONS: dict[str, Any] = {
+    "anyOf": [
+        # first frame, first+last (each with or without audio); a clip, with or without a last frame
+        _media(["image_url"], ["last_frame_url", "video_url"], Mode.FIRST_FRAME),
+        _media(["image_url", "last_frame_url"], ["video_url"], Mode.FIRST_LAST_FRAME),
+        _media(["video_url"], ["image_url", "audio_url"], Mode.VIDEO_CONTINUATION),
+    ]
+}
+
+
 class VideoRequest(BaseModel):
     """What a client asks for. Field names follow the model, not any one host."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=MEDIA_COMBINATIONS)
 
     prompt: str = Field(default="", max_length=MAX_PROMPT, description="What should happen in the video")
     negative_prompt: str | None = Field(default=None, max_length=MAX_NEGATIVE_PROMPT)
@@ -164,16 +200,25 @@ class VideoRequest(BaseModel):
     webhook_url: (
         Annotated[
             str,
+            _scheme_check(WEBHOOK_URL_PATTERN, "must be an https URL"),
             AfterValidator(parseable_url),
             Field(
                 max_length=MAX_URL,
-                pattern=r"^https?://\S+$",
+                json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
                 description="https URL that gets a signed POST (Standard Webhooks) when the task finishes",
             ),
         ]
         | None
     ) = None
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_METADATA_KEYS,
+        # What _small_metadata checks, published (the validator words its own error).
+        json_schema_extra={
+            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
+        },
+    )
 
     @field_validator("resolution", mode="before")
     @classmethod
@@ -314,20 +359,38 @@ class Task(BaseModel):
 
 
 class DeliveryAttempt(BaseModel):
+    """One POST of a task's webhook, as stored (epoch seconds, like every stored time)."""
+
     at: int
     result: str  # "HTTP 200", "HTTP 500", "no answer: ConnectTimeout", "refused: <guard reason>"
 
 
 class WebhookDelivery(BaseModel):
-    """What happened to a task's webhook so far."""
+    """What happened to a task's webhook so far, as stored."""
 
     delivered: bool = False
     attempts: list[DeliveryAttempt] = Field(default_factory=list)
 
 
+class DeliveryAttemptView(BaseModel):
+    at: str = Field(description="When the POST was made (ISO 8601, UTC)")
+    result: str = Field(description="HTTP <status>, or why no answer came")
+
+
+class WebhookDeliveryView(BaseModel):
+    """What the API shows of a task's webhook: times in ISO 8601, like every time it shows."""
+
+    delivered: bool = False
+    attempts: list[DeliveryAttemptView] = Field(default_factory=list)
+
+
 class TaskLinks(BaseModel):
     self: str
-    cancel: str
+    cancel: str | None = Field(
+        default=None,
+        exclude_if=lambda link: link is None,  # absent, not null, once the task has ended
+        description="Only while the task can still be cancelled",
+    )
 
 
 class UsageFigures(BaseModel):
@@ -362,7 +425,9 @@ class TaskView(BaseModel):
     progress: int
     source: Literal["api", "s3"]
     source_key: str | None = Field(default=None, description="The uploaded object, for S3-triggered tasks")
-    queue_state: str | None = None
+    queue_state: str | None = Field(
+        default=None, description="The provider's own word for where the job is; null once the task ended"
+    )
     provider: str | None = None
     request: VideoRequest
     output_url: str | None = None
@@ -371,7 +436,7 @@ class TaskView(BaseModel):
     error: TaskError | None = None
     cost: TaskCost | None = None
     attempts: list[Attempt] = Field(default_factory=list)
-    webhook: WebhookDelivery | None = Field(
+    webhook: WebhookDeliveryView | None = Field(
         default=None, description="Shown on GET of a task with a webhook_url"
     )
     created_at: str

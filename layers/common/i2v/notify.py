@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from aws_lambda_powertools import Logger
@@ -158,13 +159,31 @@ def deliver(rt: Runtime, message: DeliveryMessage) -> str:
         return "duplicate"  # delivered already, or another copy of this message is being delivered
     secret = tenant_secret(rt.settings.secret("webhook_secret"), task.tenant)
     headers, body = signed_event(view(rt, task), secret)
+    url = task.request.webhook_url
     try:
-        status = post(rt.fetcher, task.request.webhook_url, headers, body)
+        status = post(rt.fetcher, url, headers, body)
     except UnsafeUrl as exc:  # the host turned private since the task was created: never retried
         rt.records.record_delivery(task.id, owner, f"refused: {exc}", delivered=False)
+        _log_failed_attempt(rt, task.id, url, exc)
         return "refused"
     except (DeliveryFailed, httpx.HTTPError) as exc:
         rt.records.record_delivery(task.id, owner, str(exc), delivered=False)
+        _log_failed_attempt(rt, task.id, url, exc)
         raise
     rt.records.record_delivery(task.id, owner, f"HTTP {status}", delivered=True)
     return "delivered"
+
+
+def _log_failed_attempt(rt: Runtime, task_id: str, url: str, exc: Exception) -> None:
+    """One log line per failed attempt, for the operator: the receiver's host, the attempt's number and
+    what happened (its HTTP status, or the error class and message behind "no answer"). The queue retries
+    it; a traceback would say nothing more."""
+    cause = exc.__cause__ or exc
+    error = str(exc) if cause is exc else f"{type(cause).__name__}: {cause}"
+    logger.warning(
+        "webhook attempt failed",
+        task_id=task_id,
+        host=urlsplit(url).hostname,
+        attempt=len(rt.records.delivery(task_id).attempts),
+        error=error,
+    )

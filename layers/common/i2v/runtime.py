@@ -62,7 +62,10 @@ class Runtime:
     @cached_property
     def fetcher(self) -> httpx.Client:
         """The guarded client for every URL a user or a provider gave us."""
-        return guarded_client(self.settings.allow_private_urls, allowed_ports=self.settings.allowed_ports)
+        s = self.settings
+        return guarded_client(
+            s.allow_private_urls, allowed_ports=s.allowed_ports, private_hosts=s.private_hosts
+        )
 
     @cached_property
     def s3(self) -> S3Client:

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from i2v import layout, lifecycle
 from i2v.create import create
@@ -63,7 +64,7 @@ def from_upload(rt: Runtime, bucket: str, key: str, etag: str) -> Task | None:
     if not known:
         return _rejected(rt, owner, key, etag, f"{found.tenant!r} is not a tenant of this gateway")
     try:
-        options = _options(rt, bucket, key)
+        options, origins = _options(rt, bucket, key)
     except Unreadable as exc:
         return _rejected(rt, owner, key, etag, str(exc))
     options["image_url"] = layout.s3_url(bucket, key)
@@ -72,9 +73,9 @@ def from_upload(rt: Runtime, bucket: str, key: str, etag: str) -> Task | None:
         task, _ = create(rt, owner, req, idempotency_key=f"s3:{key}:{etag}", source_key=key)
     except ValidationError as exc:
         # Nobody is there to read a 422: record the refusal as a failed task the tenant can list.
-        return _rejected(rt, owner, key, etag, _plain_errors(exc))
+        return _rejected(rt, owner, key, etag, _plain_errors(exc, origins))
     except RequestProblem as exc:
-        return _rejected(rt, owner, key, etag, exc.detail)
+        return _rejected(rt, owner, key, etag, _problem_words(exc, origins))
     except ValueError as exc:
         return _rejected(rt, owner, key, etag, str(exc))
     return task
@@ -89,33 +90,92 @@ class Unreadable(Exception):
 ABSENT = {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}
 
 
-def _options(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
+def _options(rt: Runtime, bucket: str, key: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The request's options from the object's metadata and its sidecar (which wins), and where each came
+    from, for the words of a refusal: `x-amz-meta-duration`, or `duration in cat.json`."""
     try:
         head = rt.s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ABSENT:
             raise
         raise Unreadable("the image could not be read: deleted since, or not readable here") from None
-    options: dict[str, Any] = {k.replace("-", "_"): v for k, v in head.get("Metadata", {}).items()}
+    metadata: dict[str, str] = head.get("Metadata", {})
+    options: dict[str, Any] = {k.replace("-", "_"): v for k, v in metadata.items()}
+    origins = {k.replace("-", "_"): f"x-amz-meta-{k}" for k in metadata}
     sidecar = layout.sidecar_key(key)
     try:
         loaded = json.loads(rt.s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read(SIDECAR_BYTES))
         if isinstance(loaded, dict):
             options = {**options, **loaded}
+            name = sidecar.rsplit("/", 1)[-1]
+            origins.update({str(k): f"{{}} in {name}" for k in loaded})  # {} is the field's path
     except ClientError as exc:
         # No sidecar. Deployed, that is a 403: the role reads uploads/* but may not list the bucket.
         if exc.response["Error"]["Code"] not in ABSENT:
             raise
     except (json.JSONDecodeError, UnicodeDecodeError):
         logger.warning("sidecar is not JSON", key=sidecar)
-    return options
+    return options, origins
 
 
-def _plain_errors(exc: ValidationError) -> str:
-    """Pydantic's errors as `field: message; …`, without its input echo and help links."""
+def _plain_errors(exc: ValidationError, origins: dict[str, str]) -> str:
+    """Pydantic's errors as `where: what; …`, where naming the metadata key or sidecar field the option came
+    from, and what in plain words with the limit (no input echo, no help links)."""
+    errors = exc.errors()
+    said: dict[str, list[str]] = {}
+    for err in errors:
+        # A union field (provider: a name or a list) has an error per member, its loc tagged with the
+        # member's type ("list[constrained-str]"): keep the fields and indexes, and drop the complaint of
+        # the member the value is not (a list is "not a string") when another one says what is wrong.
+        path = [p for p in err["loc"] if isinstance(p, int) or p.isidentifier()] or ["request"]
+        if len(path) < len(err["loc"]) and err["type"].endswith("_type") and _said_otherwise(err, errors):
+            continue
+        field = str(path[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+        where = origins.get(str(path[0]), "{}").replace("{}", field)
+        said.setdefault(where, []).append(_plain(err))
+    # What is left twice for a field is each union member's "not of this type": either would do.
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}" for err in exc.errors()
+        f"{where}: {' or '.join([what[0], *(w.removeprefix('must be ') for w in what[1:])])}"
+        for where, what in said.items()
     )
+
+
+def _problem_words(exc: RequestProblem, origins: dict[str, str]) -> str:
+    """A refusal of the request (a provider that cannot serve it, media past the model's limits), its
+    fields named as the uploader set them."""
+    if not exc.errors:
+        return exc.detail
+    return "; ".join(f"{origins.get(e.field, '{}').replace('{}', e.field)}: {e.message}" for e in exc.errors)
+
+
+def _said_otherwise(err: ErrorDetails, errors: list[ErrorDetails]) -> bool:
+    """Another error on the same field says more than "not of this type"."""
+    return any(e["loc"][:1] == err["loc"][:1] and not e["type"].endswith("_type") for e in errors)
+
+
+def _plain(err: ErrorDetails) -> str:
+    """One pydantic error in words a drop-folder user acts on: the rule and its limit."""
+    ctx, kind = err.get("ctx") or {}, err["type"]
+    words = {
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "less_than": f"must be less than {ctx.get('lt')}",
+        "greater_than": f"must be more than {ctx.get('gt')}",
+        "string_type": "must be text",
+        "list_type": "must be a list",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "int_type": "must be a whole number",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters",
+        "too_long": f"must have at most {ctx.get('max_length')} entries",
+        "literal_error": f"must be {ctx.get('expected')}",
+        "enum": f"must be {ctx.get('expected')}",
+        "extra_forbidden": f"is not an option (the options: {', '.join(VideoRequest.model_fields)})",
+        "value_error": str(ctx.get("error", err["msg"])),
+    }
+    return words.get(kind, err["msg"])
 
 
 def _rejected(rt: Runtime, tenant: str, key: str, etag: str, message: str) -> Task:

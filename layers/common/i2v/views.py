@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from i2v.media import presign_get
-from i2v.models import RequestProblem, Status, Task, TaskLinks, TaskView
+from i2v.models import (
+    DeliveryAttemptView,
+    RequestProblem,
+    Status,
+    Task,
+    TaskLinks,
+    TaskView,
+    WebhookDelivery,
+    WebhookDeliveryView,
+)
 from i2v.runtime import Runtime
 
 
@@ -21,7 +30,10 @@ def task_for_tenant(rt: Runtime, tenant: str, task_id: str) -> Task:
 
 
 def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
+    """The task as the API shows it. An ended task shows no queue state (the provider's word for where the
+    job was is stale once it ended) and no cancel link (nothing is left to cancel)."""
     output_url = expires_at = None
+    ended = task.status.terminal
     if task.status is Status.SUCCEEDED and task.output:
         output_url, expires_at = presign_get(
             rt.s3, rt.settings.bucket_name, task.output.key, rt.settings.presign_seconds
@@ -33,7 +45,7 @@ def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
         progress=task.progress,
         source=task.source,
         source_key=task.source_key,
-        queue_state=task.queue_state,
+        queue_state=None if ended else task.queue_state,
         provider=task.provider,
         request=task.request,
         output_url=output_url,
@@ -42,8 +54,20 @@ def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
         error=task.error,
         cost=task.cost,
         attempts=task.attempts,
-        webhook=rt.records.delivery(task.id) if with_webhook and task.request.webhook_url else None,
+        webhook=webhook_view(rt.records.delivery(task.id))
+        if with_webhook and task.request.webhook_url
+        else None,
         created_at=iso(task.created_at),
         updated_at=iso(task.updated_at),
-        links=TaskLinks(self=f"/v1/videos/{task.id}", cancel=f"/v1/videos/{task.id}/cancel"),
+        links=TaskLinks(
+            self=f"/v1/videos/{task.id}", cancel=None if ended else f"/v1/videos/{task.id}/cancel"
+        ),
+    )
+
+
+def webhook_view(delivery: WebhookDelivery) -> WebhookDeliveryView:
+    """The stored delivery log (epoch seconds) with ISO 8601 times, as every time the API shows."""
+    return WebhookDeliveryView(
+        delivered=delivery.delivered,
+        attempts=[DeliveryAttemptView(at=iso(a.at), result=a.result) for a in delivery.attempts],
     )
