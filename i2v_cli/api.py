@@ -40,8 +40,11 @@ class CliError(Exception):
 
 
 def connect(url: str, key: str) -> httpx.Client:
+    key = key.strip()  # pasted keys come with a newline
     if not key:
         raise CliError("set I2V_API_KEY (or pass --api-key); `make local` prints a working one")
+    if not key.isprintable() or " " in key:
+        raise CliError("the API key (I2V_API_KEY or --api-key) has spaces or control characters in it")
     return httpx.Client(
         base_url=url.rstrip("/"),
         headers={"Authorization": f"Bearer {key}"},

@@ -25,6 +25,7 @@ def up(port: int) -> int:
     console.print(
         f"API          [bold]{stack.url}[/]   (docs: {stack.url}/docs, spec: {stack.url}/openapi.json)"
     )
+    console.print(f"console      [bold]{stack.url}/console[/]   (paste the API key below)")
     console.print(
         f"AWS endpoint {stack.endpoint}   (export AWS_ENDPOINT_URL={stack.endpoint} for the aws CLI / boto3)"
     )

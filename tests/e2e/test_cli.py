@@ -52,13 +52,18 @@ def newest_task(api: httpx.Client) -> str | None:
 
 
 def test_generate_uploads_a_local_image_and_downloads_the_mp4(
-    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, api: httpx.Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "hills.mp4"
+    # Names as people have them: spaces, accents, brackets, in folders named the same way.
+    photo = tmp_path / "mes photos" / "Café au lait (1).png"
+    photo.parent.mkdir()
+    photo.write_bytes(Path(SAMPLE).read_bytes())
+    (tmp_path / "vidéos").mkdir()
+    out = tmp_path / "vidéos" / "collines à l'aube.mp4"
     code = cli(
         stack,
         "generate",
-        SAMPLE,
+        str(photo),
         "--prompt",
         "dusk",
         "--duration",
@@ -70,7 +75,13 @@ def test_generate_uploads_a_local_image_and_downloads_the_mp4(
     )
     assert code == Exit.OK
     assert capsys.readouterr().out.strip() == str(out)
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(out.parent.glob("*.part"))
+    # The upload's key is made from the name, key-safe.
+    assert (
+        api.get(f"/v1/videos/{newest_task(api)}")
+        .json()["request"]["image_url"]
+        .endswith("-Cafe_au_lait_1_.png")
+    )
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         assert min(container.streams.video[0].width, container.streams.video[0].height) == 720
@@ -323,6 +334,15 @@ def test_a_refused_request_names_the_flag_and_the_file_not_the_api_field(
 def test_missing_key_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--api-key", "", "list"]) == Exit.USAGE
     assert "I2V_API_KEY" in capsys.readouterr().err
+
+
+def test_a_pasted_key_is_trimmed_and_a_mangled_one_explained(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--api-url", stack.url, "--api-key", f"{stack.api_key}\n", "list", "--json"]) == Exit.OK
+    capsys.readouterr()
+    assert main(["--api-url", stack.url, "--api-key", f"(paste\n{stack.api_key}", "list"]) == Exit.USAGE
+    assert "the API key (I2V_API_KEY or --api-key) has spaces" in capsys.readouterr().err
 
 
 def test_webhooks_secret_prints_the_tenants_secret(

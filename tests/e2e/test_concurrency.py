@@ -153,7 +153,7 @@ def mixed_calls(existing: list[str], secret: str, count: int, rng: random.Random
                 "POST",
                 "/v1/uploads",
                 problem(422, "Request validation failed", field="filename"),
-                body={"filename": f"frame {i}.png", "content_type": "image/png"},
+                body={"filename": f"frames/{i}.png", "content_type": "image/png"},
             ),
             lambda: Call(
                 "upload, bad content type",

@@ -107,3 +107,20 @@ def test_an_uploads_video_and_sidecar_mirror_its_key(source: str, output: str, s
     )
     assert layout.output_key(task) == output
     assert layout.sidecar_key(source) == sidecar
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("Café au lait (1).png", "Cafe_au_lait_1_.png"),
+        ("cat.png", "cat.png"),
+        ("東京.png", ".png"),
+        ("  spaced  out .jpg", "spaced_out_.jpg"),
+        ("東京", "file"),
+    ],
+)
+def test_an_uploaded_files_key_is_made_safe_from_its_own_name(name: str, safe: str) -> None:
+    key = layout.input_key("acme", name)
+    assert key.startswith("inputs/acme/")
+    assert key.rsplit("/", 1)[1].split("-", 1)[1] == safe
+    assert layout.unsafe_path(key) is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime
 from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
@@ -54,7 +55,17 @@ def unsafe_path(key: str) -> str | None:
 
 
 def input_key(tenant: str, filename: str, now: datetime | None = None) -> str:
-    return f"{INPUTS}/{tenant}/{(now or datetime.now(UTC)):%Y%m%d}/{secrets.token_hex(8)}-{filename}"
+    """Where an uploaded file goes: its name made key-safe (`key_safe_name`) behind a random prefix."""
+    day = f"{(now or datetime.now(UTC)):%Y%m%d}"
+    return f"{INPUTS}/{tenant}/{day}/{secrets.token_hex(8)}-{key_safe_name(filename)}"
+
+
+def key_safe_name(filename: str) -> str:
+    """A file's own name as a plain key segment: accents dropped ("Café" -> "Cafe"), every other character
+    outside A-Z a-z 0-9 . _ - a "_" ("au lait (1).png" -> "au_lait_1_.png"), runs of "_" made one. The
+    name is only a hint for people reading keys; the random prefix before it is what makes the key unique."""
+    bare = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9._-]", "_", bare)).strip("_") or "file"
 
 
 def _stem(key: str) -> str:

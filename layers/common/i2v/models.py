@@ -119,14 +119,14 @@ def parseable_url(url: str) -> str:
     return url
 
 
-def _scheme_check(pattern: str, words: str) -> AfterValidator:
-    """The URL pattern as a check whose error reads as words, not as the regex (pydantic's own `pattern`
-    error quotes it); the schema still publishes the pattern, for clients and generated tests."""
+def _pattern_check(pattern: str, words: str, code: str = "url_scheme") -> AfterValidator:
+    """A pattern as a check whose error reads as words, not as the regex (pydantic's own `pattern` error
+    quotes it); the schema still publishes the pattern, for clients and generated tests."""
     compiled = re.compile(pattern)
 
     def check(url: str) -> str:
         if not compiled.match(url):
-            raise PydanticCustomError("url_scheme", words)
+            raise PydanticCustomError(code, words)
         return url
 
     return AfterValidator(check)
@@ -134,10 +134,11 @@ def _scheme_check(pattern: str, words: str) -> AfterValidator:
 
 MEDIA_URL_PATTERN = r"^(https?|s3)://\S+$"
 WEBHOOK_URL_PATTERN = r"^https?://\S+$"
+FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
 
 MediaUrl = Annotated[
     str,
-    _scheme_check(MEDIA_URL_PATTERN, "must be an http(s) URL, or an s3:// URL from POST /v1/uploads"),
+    _pattern_check(MEDIA_URL_PATTERN, "must be an http(s) URL, or an s3:// URL from POST /v1/uploads"),
     AfterValidator(parseable_url),
     Field(
         max_length=MAX_URL,
@@ -200,7 +201,7 @@ class VideoRequest(BaseModel):
     webhook_url: (
         Annotated[
             str,
-            _scheme_check(WEBHOOK_URL_PATTERN, "must be an https URL"),
+            _pattern_check(WEBHOOK_URL_PATTERN, "must be an https URL"),
             AfterValidator(parseable_url),
             Field(
                 max_length=MAX_URL,
@@ -452,7 +453,19 @@ class TaskPage(BaseModel):
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
+    # The file's own name, spaces and accents welcome (layout.key_safe_name makes a key of it); no path.
+    filename: Annotated[
+        str,
+        _pattern_check(
+            FILENAME_PATTERN, "must be a file's name, not a path: no /, \\ or control characters", "filename"
+        ),
+        Field(
+            min_length=1,
+            max_length=200,
+            json_schema_extra={"pattern": FILENAME_PATTERN},
+            description="The file's name as it is on your disk, e.g. 'Café au lait (1).png'",
+        ),
+    ]
     content_type: Literal[
         "image/jpeg",
         "image/png",
