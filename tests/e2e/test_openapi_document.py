@@ -182,6 +182,22 @@ def test_an_undeclared_method_on_a_known_path_is_405_naming_the_allowed_ones(
     assert answered.json()["detail"] == f"{path} answers {allow}, not {method}"
 
 
+def test_every_path_answers_exactly_the_methods_the_document_lists(
+    stack: LocalStack, client: DocumentClient
+) -> None:
+    # The document and the API agree on methods: each other method on a documented path is a 405 whose
+    # Allow names the document's methods for it.
+    for path, item in client.doc["paths"].items():
+        listed = sorted(m.upper() for m in item if m in ("get", "put", "post", "delete", "patch"))
+        concrete = path.replace("{task_id}", "vid_x")
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - set(listed):
+            answered = httpx.request(method, f"{stack.url}{concrete}")
+            assert (answered.status_code, answered.headers.get("Allow")) == (405, ", ".join(listed)), (
+                method,
+                path,
+            )
+
+
 def test_an_unknown_path_is_still_404(stack: LocalStack) -> None:
     answered = served_by_api_gateway(stack, "DELETE", "/v1/nothing-here")
     assert (answered["statusCode"], answered["headers"]["Content-Type"]) == (404, "application/problem+json")

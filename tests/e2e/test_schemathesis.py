@@ -20,6 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -37,7 +38,14 @@ ROUTES = {
     "GET /v1/providers",
     "GET /v1/usage",
 }
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# ignored_auth: the document's bearer scheme is enforced (no key or a wrong key is refused).
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    ignored_auth,
+]
 EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15}
 # Operations whose inputs have a schema that can be broken (the others take only strings or nothing).
 NEGATABLE = {"POST /v1/videos", "POST /v1/uploads", "GET /v1/videos", "GET /v1/usage"}
