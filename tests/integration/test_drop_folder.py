@@ -181,6 +181,30 @@ def test_refused_sidecar_options_name_the_sidecar_field_and_the_limit(
     assert PYDANTIC_HELP not in task.error.message
 
 
+@pytest.mark.parametrize(
+    ("sidecar", "reason"),
+    [
+        (b'{"prompt": "a lake",}', "lake.json is not JSON: Expecting property name enclosed in double"),
+        (b'["a lake"]', 'lake.json must hold one JSON object of options, like {"prompt": "..."}'),
+        (b"\xff\xfe", "lake.json is not JSON: "),
+    ],
+)
+def test_a_sidecar_that_cannot_be_read_fails_the_upload_saying_why(
+    rt: Runtime, aws: LocalResources, sidecar: bytes, reason: str
+) -> None:
+    # Never animated without the options its uploader wrote: that would be a video nobody asked for.
+    key = "uploads/demo/trip/lake.png"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=aws.refs["Bucket"], Key="uploads/demo/trip/lake.json", Body=sidecar)
+    s3.put_object(Bucket=aws.refs["Bucket"], Key=key, Body=image(key))
+    assert invoke("s3_trigger", notified(aws)) == {"batchItemFailures": []}
+    [task] = [t for t in tasks_of(rt, "demo") if t.source_key == key]
+    assert task.status is Status.FAILED
+    assert task.error is not None
+    assert task.error.message.startswith(reason)
+    assert task.provider is None  # nothing was submitted
+
+
 def test_a_key_too_long_for_an_image_url_is_still_recorded_as_failed(
     rt: Runtime, aws: LocalResources
 ) -> None:

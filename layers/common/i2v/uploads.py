@@ -103,19 +103,26 @@ def _options(rt: Runtime, bucket: str, key: str) -> tuple[dict[str, Any], dict[s
     options: dict[str, Any] = {k.replace("-", "_"): v for k, v in metadata.items()}
     origins = {k.replace("-", "_"): f"x-amz-meta-{k}" for k in metadata}
     sidecar = layout.sidecar_key(key)
+    name = sidecar.rsplit("/", 1)[-1]
     try:
-        loaded = json.loads(rt.s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read(SIDECAR_BYTES))
-        if isinstance(loaded, dict):
-            options = {**options, **loaded}
-            name = sidecar.rsplit("/", 1)[-1]
-            origins.update({str(k): f"{{}} in {name}" for k in loaded})  # {} is the field's path
+        body = rt.s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read(SIDECAR_BYTES + 1)
     except ClientError as exc:
         # No sidecar. Deployed, that is a 403: the role reads uploads/* but may not list the bucket.
         if exc.response["Error"]["Code"] not in ABSENT:
             raise
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        logger.warning("sidecar is not JSON", key=sidecar)
-    return options, origins
+        return options, origins
+    # A sidecar that cannot be read is refused, not skipped: animating without the options the uploader
+    # wrote (their prompt, their duration) would spend money on a video they did not ask for.
+    if len(body) > SIDECAR_BYTES:
+        raise Unreadable(f"{name} is larger than {SIDECAR_BYTES // 1024} KB; options fit in far less")
+    try:
+        loaded = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Unreadable(f"{name} is not JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise Unreadable(f'{name} must hold one JSON object of options, like {{"prompt": "..."}}')
+    origins.update({str(k): f"{{}} in {name}" for k in loaded})  # {} is the field's path
+    return {**options, **loaded}, origins
 
 
 def _plain_errors(exc: ValidationError, origins: dict[str, str]) -> str:
