@@ -147,7 +147,15 @@ def generate(client: httpx.Client, args: argparse.Namespace) -> int:
         with working(console(sys.stderr), f"uploading {item.path}"):
             urls[item.field] = upload(client, item.path, item.content_type)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    answer = client.post("/v1/videos", json=request_body(args, urls), headers=headers)
+    try:
+        answer = client.post("/v1/videos", json=request_body(args, urls), headers=headers)
+    except (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+        # Sent, but no answer: the task may exist. Never sent again blindly (that could pay twice).
+        raise CliError(
+            f"no answer to the create request ({type(exc).__name__}); it may have been accepted:"
+            " `i2v list` shows your newest tasks",
+            Exit.UNREACHABLE,
+        ) from None
     task = checked(answer, labels(args))
     if args.no_wait:
         if args.json:

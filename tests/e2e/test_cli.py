@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +395,30 @@ def test_usage_prints_a_table_per_status_and_the_same_figures_as_json(
     assert "total" in table
     assert cli(stack, "usage", "--from", "soon") == Exit.REFUSED
     assert "--from" in capsys.readouterr().err
+
+
+def test_a_create_that_gets_no_answer_is_not_sent_again_and_says_it_may_exist(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A gateway that reads each request and hangs up without answering: the task may have been made.
+    requests: list[bytes] = []
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                requests.append(conn.recv(65536))
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        code = main(["--api-url", url, "--api-key", "k", "generate", "https://a.example/b.png", "--no-wait"])
+    finally:
+        server.close()
+    assert code == Exit.UNREACHABLE
+    assert "it may have been accepted: `i2v list` shows your newest tasks" in capsys.readouterr().err
+    assert [r.split(b" ", 2)[:2] for r in requests] == [[b"POST", b"/v1/videos"]]  # once, never again
