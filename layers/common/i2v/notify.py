@@ -163,18 +163,18 @@ def deliver(rt: Runtime, message: DeliveryMessage) -> str:
     try:
         status = post(rt.fetcher, url, headers, body)
     except UnsafeUrl as exc:  # the host turned private since the task was created: never retried
-        rt.records.record_delivery(task.id, owner, f"refused: {exc}", delivered=False)
-        _log_failed_attempt(rt, task.id, url, exc)
+        attempt = rt.records.record_delivery(task.id, owner, f"refused: {exc}", delivered=False)
+        _log_failed_attempt(task.id, url, attempt, exc)
         return "refused"
     except (DeliveryFailed, httpx.HTTPError) as exc:
-        rt.records.record_delivery(task.id, owner, str(exc), delivered=False)
-        _log_failed_attempt(rt, task.id, url, exc)
+        attempt = rt.records.record_delivery(task.id, owner, str(exc), delivered=False)
+        _log_failed_attempt(task.id, url, attempt, exc)
         raise
     rt.records.record_delivery(task.id, owner, f"HTTP {status}", delivered=True)
     return "delivered"
 
 
-def _log_failed_attempt(rt: Runtime, task_id: str, url: str, exc: Exception) -> None:
+def _log_failed_attempt(task_id: str, url: str, attempt: int, exc: Exception) -> None:
     """One log line per failed attempt, for the operator: the receiver's host, the attempt's number and
     what happened (its HTTP status, or the error class and message behind "no answer"). The queue retries
     it; a traceback would say nothing more."""
@@ -184,6 +184,6 @@ def _log_failed_attempt(rt: Runtime, task_id: str, url: str, exc: Exception) -> 
         "webhook attempt failed",
         task_id=task_id,
         host=urlsplit(url).hostname,
-        attempt=len(rt.records.delivery(task_id).attempts),
+        attempt=attempt,
         error=error,
     )

@@ -140,10 +140,11 @@ class Records:
             raise
         return owner
 
-    def record_delivery(self, task_id: str, owner: str, result: str, delivered: bool) -> None:
-        """Append one attempt to the task's delivery log and give the lease back; a success is for good."""
+    def record_delivery(self, task_id: str, owner: str, result: str, delivered: bool) -> int:
+        """Append one attempt to the task's delivery log and give the lease back; a success is for good.
+        Returns the attempt's number (the log's length after it), from the write itself."""
         attempt = {"at": self.now(), "result": result[:300]}
-        self.table.resource.update_item(
+        written = self.table.resource.update_item(
             Key={"pk": f"DELIVERY#{task_id}"},
             UpdateExpression="SET attempts = list_append(if_not_exists(attempts, :none), :one), "
             "delivered = :delivered REMOVE lease_owner, lease_until",
@@ -154,7 +155,9 @@ class Records:
                 ":delivered": delivered,
                 ":owner": owner,
             },
+            ReturnValues="UPDATED_NEW",
         )
+        return len(written["Attributes"]["attempts"])
 
     def delivery(self, task_id: str) -> WebhookDelivery:
         item = self.table.get(f"DELIVERY#{task_id}") or {}
