@@ -10,17 +10,16 @@ event its function cannot take.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 
 from i2v.messages import IngestMessage
 from i2v.models import Attempt, Mode, Status, Task, VideoRequest
+from i2v.submit import token_under
+from i2v.views import iso
 from i2v_local.stack import ROOT, LocalStack, clear_parameter_caches
 
 SAMPLE_KEY = "i2v_sample_key_0123456789"
@@ -41,8 +40,8 @@ class BadEvent(Exception):
 
 
 def sample_token() -> str:
-    """SAMPLE_TASK's callback token under SAMPLE_CALLBACK_SECRET (as i2v.submit.callback_token makes it)."""
-    return hmac.new(SAMPLE_CALLBACK_SECRET.encode(), SAMPLE_TASK.encode(), hashlib.sha256).hexdigest()
+    """SAMPLE_TASK's callback token under SAMPLE_CALLBACK_SECRET, made as the gateway makes every token."""
+    return token_under(SAMPLE_CALLBACK_SECRET, SAMPLE_TASK)
 
 
 def event_kind(event: Any) -> str:
@@ -148,7 +147,6 @@ def _seed_task(stack: LocalStack) -> None:
         resolution="720p",
         duration=2,
     )
-    at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
     task = Task(
         id=SAMPLE_TASK,
         tenant=SAMPLE_TENANT,
@@ -158,7 +156,7 @@ def _seed_task(stack: LocalStack) -> None:
         provider="local",
         provider_task_id=SAMPLE_JOB,
         providers=["local"],
-        attempts=[Attempt(provider="local", at=at, outcome="accepted", provider_task_id=SAMPLE_JOB)],
+        attempts=[Attempt(provider="local", at=iso(now), outcome="accepted", provider_task_id=SAMPLE_JOB)],
         created_at=now,
         updated_at=now,
         deadline_at=now + rt.settings.task_deadline_seconds,

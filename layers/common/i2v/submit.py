@@ -32,8 +32,12 @@ logger = Logger(child=True)
 
 
 def callback_token(rt: Runtime, task_id: str) -> str:
-    secret = rt.settings.secret("callback_secret").encode()
-    return hmac.new(secret, task_id.encode(), hashlib.sha256).hexdigest()
+    return token_under(rt.settings.secret("callback_secret"), task_id)
+
+
+def token_under(secret: str, task_id: str) -> str:
+    """A task's callback token: the HMAC-SHA256 of its id under the callback secret."""
+    return hmac.new(secret.encode(), task_id.encode(), hashlib.sha256).hexdigest()
 
 
 def callback_path(rt: Runtime, provider: str, task_id: str) -> str:
