@@ -17,6 +17,7 @@ import boto3
 import httpx
 from rich.markup import escape
 
+from i2v_cli import upload
 from i2v_cli.show import TaskProgress, console, working
 from i2v_local.stack import ROOT, LocalStack
 
@@ -87,17 +88,10 @@ def main(
             options["provider"] = provider
 
         # 1. Over HTTP: upload the image with a presigned PUT, then POST /v1/videos.
-        ticket = (
-            client.post("/v1/uploads", json={"filename": SAMPLE.name, "content_type": "image/png"})
-            .raise_for_status()
-            .json()
-        )
-        httpx.put(
-            ticket["put_url"], content=SAMPLE.read_bytes(), headers={"Content-Type": "image/png"}
-        ).raise_for_status()
+        image_url = upload(client, SAMPLE, "image/png")  # as `i2v generate` sends a local file
         created = client.post(
             "/v1/videos",
-            json={"image_url": ticket["url"], "prompt": "the sun sinks slowly behind the hills", **options},
+            json={"image_url": image_url, "prompt": "the sun sinks slowly behind the hills", **options},
         )
         if created.status_code != 202:
             screen.print(f"[red]create failed {created.status_code}: {escape(created.text)}")
