@@ -11,7 +11,14 @@ import time
 
 from i2v import budgets, layout, submit
 from i2v.lifecycle import Work
-from i2v.media import UnsafeUrl, fetch_deadline, is_loopback, presign_get, resolve_public
+from i2v.media import (
+    UnsafeUrl,
+    fetch_deadline,
+    is_loopback,
+    named_private,
+    presign_get,
+    resolve_public,
+)
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.polls import follow
 from i2v.pricing import price_per_second
@@ -133,8 +140,7 @@ def _check_webhook_url(rt: Runtime, url: str) -> None:
         host, address = resolve_public(url, s.allow_private_urls, s.allowed_ports, s.private_hosts)
     except UnsafeUrl as exc:
         raise RequestProblem.invalid("webhook_url", f"cannot be used: {exc}") from None
-    named = host.lower() in {h.lower() for h in s.private_hosts}  # the Docker host, for sam local invoke
-    this_machine = named or is_loopback(ipaddress.ip_address(address))
+    this_machine = named_private(host, s.private_hosts) or is_loopback(ipaddress.ip_address(address))
     if not url.startswith("https://") and not this_machine:
         message = "must be an https URL, or on the local stack http to 127.0.0.1 or localhost"
         raise RequestProblem.invalid("webhook_url", message)

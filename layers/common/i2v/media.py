@@ -110,6 +110,12 @@ def is_loopback(address: IPAddress) -> bool:
     return address.is_loopback
 
 
+def named_private(host: str, private_hosts: Collection[str]) -> bool:
+    """Whether `host` is one of the names that may resolve to a private address (compared as DNS does,
+    ignoring case): only the Docker host, for `sam local invoke`."""
+    return host.lower() in {h.lower() for h in private_hosts}
+
+
 def admitted(address: IPAddress, allow_loopback: bool) -> bool:
     """Whether the guard may connect to `address`: a public one, or this machine's own when the local stack
     allows it. Never another private range (10/8, 172.16/12, 192.168/16, 169.254/16, ULA...), local or not:
@@ -167,7 +173,7 @@ def public_addresses(
     """
     literal = _literal(host)
     addresses = [literal] if literal is not None else _resolve(host, timeout)
-    if literal is None and host.lower() in {h.lower() for h in private_hosts}:
+    if literal is None and named_private(host, private_hosts):
         return addresses
     refused = [a for a in addresses if not admitted(a, allow_private)]
     if refused:
@@ -291,7 +297,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
     def __init__(self, allow_private: bool, private_hosts: Collection[str] = ()) -> None:
         self.allow_private = allow_private
-        self.private_hosts = frozenset(h.lower() for h in private_hosts)
+        self.private_hosts = tuple(private_hosts)
         self._sockets = httpcore.SyncBackend()
 
     def connect_tcp(
