@@ -7,9 +7,14 @@ What is measured, and why it is close to Lambda:
 - sys.path in Lambda's order (function code, the layer, then the runtime's boto3), `python -S` for both sides;
 - the layer and the code copied to a read-only directory, and `PYTHONDONTWRITEBYTECODE`: nothing is cached
   between runs except what the build shipped;
-- each figure the median of 7 fresh interpreters, timed inside each around the import alone (Lambda's own
-  start of the interpreter and its bootstrap come before either, and a cold start never tears one down);
+- each figure the median of 11 fresh interpreters, every job taking its turn in each round; timed inside
+  each around the import alone (Lambda's own start of the interpreter and its bootstrap come before either,
+  and a cold start never tears one down);
   the environment the template gives the functions (names only: an import makes no AWS call).
+
+Beside the handlers: the project's required stack at its least (boto3, httpx, one pydantic model, powertools'
+logger; for the API, its event handler with `enable_validation`), and the libraries the handlers import,
+alone: what no gateway code can go below.
 
 The API's second line adds what its routes import on first use (create, cancel, uploads, webhook signing), so
 what laziness moves out of the import stays visible.
@@ -21,12 +26,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from benchmarks.report import Goal, line, note, section
+from benchmarks.report import Goal, line, note, progress, section
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / ".aws-sam" / "build"
@@ -40,23 +44,33 @@ FUNCTIONS = {
     "S3TriggerFunction": "s3_trigger",
     "DeliverFunction": "deliver",
 }
-# The libraries every handler needs at import, alone: boto3, httpx, a pydantic-settings model, powertools'
-# logger, metrics and batch utility; the API adds the event handler with request validation (OpenAPI models).
-LIBRARIES = (
-    "import boto3, httpx, pydantic_settings\n"
-    "from aws_lambda_powertools import Logger, Metrics\n"
-    "from aws_lambda_powertools.utilities.batch import BatchProcessor\n"
-    "class S(pydantic_settings.BaseSettings):\n    name: str = 'x'\n"
-    "S()"
+# The least the project's required stack costs at import, no gateway code: boto3, httpx, one pydantic model
+# and powertools' logger; the API adds the event handler with request validation (`enable_validation`).
+LEAST = (
+    "import boto3, httpx\n"
+    "from pydantic import BaseModel\n"
+    "class M(BaseModel):\n    a: int = 1\n"
+    "M()\n"
+    "from aws_lambda_powertools import Logger\n"
+    "Logger()"
 )
-API_LIBRARIES = (
-    LIBRARIES + "\nfrom aws_lambda_powertools.event_handler import APIGatewayRestResolver\n"
+VALIDATION = (
+    "\nfrom aws_lambda_powertools.event_handler import APIGatewayRestResolver\n"
     "APIGatewayRestResolver(enable_validation=True)"
+)
+# The libraries every handler imports, alone: the least above, settings read by a pydantic-settings model
+# and powertools' metrics.
+LIBRARIES = (
+    LEAST + "\nimport pydantic_settings\n"
+    "class S(pydantic_settings.BaseSettings):\n    name: str = 'x'\n"
+    "S()\n"
+    "from aws_lambda_powertools import Metrics\n"
+    "Metrics()"
 )
 # What the API's routes import on first use, not at import.
 FIRST_CREATE = "import i2v.create, i2v.cancel, i2v.uploads, i2v.delivery"
 GOAL = Goal(at_most=1.3)
-RUNS = 7
+RUNS = 11
 
 
 def runtime_python() -> str | None:
@@ -92,15 +106,22 @@ def read_only_copy(tmp: Path) -> Path:
     return copy
 
 
-def median_import(python: str, setup: str, code: str, env: dict[str, str]) -> float:
-    """Median seconds `code` takes in a fresh interpreter after `setup`, timed inside the child: neither the
-    interpreter's start nor its teardown (which a cold start does not pay) is counted."""
-    timed = f"{setup}import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
-    times = []
-    for _ in range(RUNS):
-        out = subprocess.run([python, "-S", "-c", timed], check=True, env=env, capture_output=True, text=True)
-        times.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(times)
+def median_imports(python: str, jobs: dict[str, tuple[str, str]], env: dict[str, str]) -> dict[str, float]:
+    """Median seconds each job's code takes in a fresh interpreter after its setup, timed inside the child:
+    neither the interpreter's start nor its teardown (which a cold start does not pay) is counted. The jobs
+    take turns, one run each per round, so a slower spell of a shared machine weighs on all of them alike
+    rather than on whichever ran during it."""
+    times: dict[str, list[float]] = {label: [] for label in jobs}
+    for round_ in range(RUNS):
+        progress(round_, RUNS, "rounds")
+        for label, (setup, code) in jobs.items():
+            timed = f"{setup}import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
+            out = subprocess.run(
+                [python, "-S", "-c", timed], check=True, env=env, capture_output=True, text=True
+            )
+            times[label].append(float(out.stdout.strip().splitlines()[-1]))
+    progress(RUNS, RUNS, "rounds")
+    return {label: statistics.median(taken) for label, taken in times.items()}
 
 
 def lambda_path(code_dir: Path | None, layer: Path) -> str:
@@ -122,7 +143,7 @@ def layer_size(layer: Path) -> tuple[float, float]:
 
 
 def run() -> None:
-    section("P1 cold start (sam build, python3.12, read-only layer, no bytecode written, median of 7)")
+    section("P1 cold start (sam build, python3.12, read-only layer, no bytecode written, median of 11)")
     python = runtime_python()
     if python is None:
         note("needs python3.12 (the Lambda runtime's): put it on PATH or set I2V_RUNTIME_PYTHON; skipped")
@@ -145,24 +166,31 @@ def run() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build_copy = read_only_copy(Path(tmp))
         layer = build_copy / "CommonLayer" / "python"
-        floor = median_import(python, lambda_path(None, layer), "import boto3", env)
+        bare = lambda_path(None, layer)
+        jobs = {
+            "floor: import boto3 (runtime)": (bare, "import boto3"),
+            "the required stack at its least (workers)": (bare, f"exec({LEAST!r})"),
+            "the required stack at its least (API)": (bare, f"exec({LEAST + VALIDATION!r})"),
+            "the libraries the workers import, alone": (bare, f"exec({LIBRARIES!r})"),
+            "the libraries the API imports, alone": (bare, f"exec({LIBRARIES + VALIDATION!r})"),
+            **{
+                f"{logical} import handler": (lambda_path(build_copy / logical, layer), "import handler")
+                for logical in FUNCTIONS
+            },
+            "ApiFunction import + every route's imports": (
+                lambda_path(build_copy / "ApiFunction", layer),
+                f"import handler; {FIRST_CREATE}",
+            ),
+        }
+        took = median_imports(python, jobs, env)
+        floor = took.pop("floor: import boto3 (runtime)")
         line("floor: import boto3 (runtime)", floor * 1000, "ms")
-        for label, code in (("workers'", LIBRARIES), ("API's", API_LIBRARIES)):
-            took = median_import(python, lambda_path(None, layer), f"exec({code!r})", env)
-            line(f"the {label} libraries alone (no gateway code)", took * 1000, "ms", ratio=took / floor)
-        worst = 0.0
-        for logical in FUNCTIONS:
-            took = median_import(python, lambda_path(build_copy / logical, layer), "import handler", env)
-            worst = max(worst, took)
-            line(f"{logical} import handler", took * 1000, "ms", ratio=took / floor, goal=GOAL)
+        handlers = {label: t for label, t in took.items() if label.endswith("import handler")}
+        for label, t in took.items():
+            line(label, t * 1000, "ms", ratio=t / floor, goal=GOAL if label in handlers else None)
+        worst = max(handlers.values())
         line("worst handler", worst * 1000, "ms", ratio=worst / floor, goal=GOAL)
-        took = median_import(
-            python, lambda_path(build_copy / "ApiFunction", layer), f"import handler; {FIRST_CREATE}", env
-        )
-        line("ApiFunction import + every route's imports", took * 1000, "ms", ratio=took / floor)
         unzipped, zipped = layer_size(layer)
         note(f"CommonLayer: {unzipped:.1f} MB unzipped, {zipped:.1f} MB zipped (limits: 250 MB / 50 MB)")
         for path in build_copy.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)  # let the temporary directory go
-    if sys.stderr.isatty():
-        print(file=sys.stderr)

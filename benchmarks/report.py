@@ -32,7 +32,7 @@ def section(title: str) -> None:
 
 def line(label: str, value: float, unit: str, ratio: float | None = None, goal: Goal | None = None) -> None:
     """`label  value unit  [= ratio x]  [goal <= g: ok|MISSED]`."""
-    text = f"  {label:<44} {value:10.2f} {unit:<5}"
+    text = f"  {label:<46} {value:10.2f} {unit:<5}"
     if ratio is not None:
         text += f" = {ratio:6.2f}x"
     if goal is not None:

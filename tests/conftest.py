@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,17 @@ from tests.support import ROOT, SAMPLE_KEY, Receiver, containers
 def _loopback_only() -> None:
     """Nothing in the suite talks to anything but this machine."""
     socket_allow_hosts(["127.0.0.1", "::1", "localhost"], allow_unix_socket=True)
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_this_tests_output() -> None:
+    """Powertools' Logger writes to the sys.stdout of when it was made: under capsys, an earlier test's
+    capture, closed once that test ended. Such a handler writes to this test's output instead."""
+    for logger in [logging.getLogger(), *logging.getLogger().manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if type(handler) is logging.StreamHandler and getattr(stream, "closed", False):
+                handler.stream = sys.stdout  # setStream would flush the closed one first
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ S3 notifies an SQS queue (so failures retry and dead-letter); a direct S3 event 
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from i2v.batch import Record, partial_batch
 from i2v.messages import UploadNotification
 from i2v.runtime import Runtime
 from i2v.uploads import from_upload
@@ -18,7 +17,6 @@ from i2v.uploads import from_upload
 logger = Logger()
 metrics = Metrics()
 rt = Runtime.from_environment()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def on_notification(notification: UploadNotification) -> None:
@@ -28,8 +26,8 @@ def on_notification(notification: UploadNotification) -> None:
         logger.info("upload", key=key, task_id=task and task.id, status=task and task.status.value)
 
 
-def record_handler(record: SQSRecord) -> None:
-    on_notification(UploadNotification.model_validate_json(record.body))  # malformed: this record fails
+def record_handler(record: Record) -> None:
+    on_notification(UploadNotification.model_validate_json(record["body"]))  # malformed: this record fails
 
 
 @logger.inject_lambda_context
@@ -38,6 +36,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("Records", [{}])[0].get("eventSource") == "aws:s3":
         on_notification(UploadNotification.model_validate(event))
         return {"batchItemFailures": []}
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return partial_batch(event, record_handler)

@@ -124,7 +124,7 @@ def test_a_bad_event_is_one_line_and_a_non_zero_exit(
     assert says in err, err
 
 
-def test_a_handler_that_fails_on_its_event_is_one_line_and_exit_1(
+def test_a_batch_whose_record_fails_is_one_line_and_exit_1(
     tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = load_event("sqs_ingest.json")
@@ -132,8 +132,10 @@ def test_a_handler_that_fails_on_its_event_is_one_line_and_exit_1(
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
     assert invoke("IngestFunction", str(path), aws_endpoint=moto_endpoint) == 1
-    _, err = capsys.readouterr()
+    out, err = capsys.readouterr()
+    message_id = event["Records"][0]["messageId"]
     assert err.strip().splitlines() == [
-        "invoke: IngestFunction raised ValidationError: not an IngestMessage: task_id: Field required;"
-        " result_url: Field required"
+        f"invoke: IngestFunction failed 1 of 1 record(s) ({message_id}): they return to the queue;"
+        " its log says why"
     ]
+    assert '"batchItemFailures"' in out

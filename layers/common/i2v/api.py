@@ -11,6 +11,7 @@ that only answers status queries (the commonest call) never loads probing, provi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -22,7 +23,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
@@ -81,10 +81,6 @@ DESCRIPTION = """One API over every host of the Wan 2.7 image-to-video model.
 
 Every error is an RFC 9457 problem (`application/problem+json`). A method a path does not list answers
 405 with an `Allow` header naming the ones it does."""
-# Relative to where this document is served (OpenAPI 3.1): behind API Gateway that URL carries the stage
-# (/Prod/openapi.json, so requests go to /Prod/v1/...), locally or on a custom domain it may not. A server
-# made from the event's stage (powertools' default for /docs) is wrong wherever the stage is not in the URL.
-SERVERS = [Server(url=".", description="This API, where this document is served")]
 # Cursors are base64url (i2v.store; empty: the first page): anything else is refused as the document says.
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
 DATE: dict[str, Any] = {"format": "date"}  # i2v.usage refuses anything else (published, not checked here)
@@ -165,24 +161,47 @@ def validation_problem(exc: RequestValidationError) -> Response[Any]:
     return problem_for(RequestProblem(422, "Request validation failed", errors))
 
 
-def create_app(rt: Runtime) -> APIGatewayRestResolver:
-    """The API's resolver, its routes working on `rt`."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_loads)
-    # Powertools builds each route's middleware stack from this attribute, request validation first.
-    app._request_validation_middleware = JsonBodies()  # type: ignore[no-untyped-call]
-    # One description of the document: /openapi.json and the spec /docs embeds are both made from it.
+def describe(app: APIGatewayRestResolver) -> None:
+    """The document's description: what /openapi.json and the spec /docs embeds are both made from.
+
+    Called by those two routes, not at import: powertools' OpenAPI classes cost about 45 ms of a cold start
+    (measured: `make bench`, P1), and the calls a container mostly answers never need them.
+    """
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+
     app.configure_openapi(
         title="i2v-gateway",
         version="1",
         description=DESCRIPTION,
-        servers=SERVERS,
+        # Relative to where the document is served (OpenAPI 3.1): behind API Gateway that URL carries the
+        # stage (/Prod/openapi.json, so requests go to /Prod/v1/...), locally or on a custom domain it may
+        # not. A server made from the event's stage (powertools' /docs default) is wrong wherever the stage
+        # is not in the URL.
+        servers=[Server(url=".", description="This API, where this document is served")],
         security_schemes={
             "bearer": HTTPBearer(bearerFormat="i2v API key", description="A key from `i2v keys create`")
         },
         security=[{"bearer": []}],
     )
-    # Powertools' /docs would otherwise publish a server made from the event's stage.
-    app.enable_swagger(path="/docs", servers=SERVERS)
+
+
+def swagger_page(spec: str) -> str:
+    """Swagger UI over `spec`, with the UI's script and style from powertools' bundle (no CDN), as
+    powertools' enable_swagger serves it; that method builds the document's classes when called, at import."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    bundle = Path(generate_swagger_html.__code__.co_filename).parent
+    script = (bundle / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    style = (bundle / "swagger-ui.min.css").read_text(encoding="utf-8")
+    # `</` escaped: the spec is embedded in a <script>, which a `</script>` in a description would close.
+    return generate_swagger_html(spec.replace("</", "<\\/"), script, style, "", None)
+
+
+def create_app(rt: Runtime) -> APIGatewayRestResolver:
+    """The API's resolver, its routes working on `rt`."""
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_loads)
+    # Powertools builds each route's middleware stack from this attribute, request validation first.
+    app._request_validation_middleware = JsonBodies()  # type: ignore[no-untyped-call]
     app.exception_handler(RequestValidationError)(validation_problem)
     app.exception_handler(RequestUnsupportedContentType)(unsupported_media_type)
     app.exception_handler(RequestProblem)(problem_for)
@@ -325,10 +344,19 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
 
         return accepted(report(rt, tenant(), start, end, group_by))
 
+    def document() -> str:
+        describe(app)  # a dataclass of settings: cheap to set again
+        return app.get_openapi_json_schema()
+
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[Any]:
-        schema = app.get_openapi_json_schema()  # from configure_openapi, as /docs
-        return Response(status_code=200, content_type="application/json", body=schema)
+        return Response(status_code=200, content_type="application/json", body=document())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response[Any]:
+        if app.current_event.get_query_string_value("format") == "json":
+            return openapi()
+        return Response(status_code=200, content_type="text/html", body=swagger_page(document()))
 
     @app.get("/console", include_in_schema=False)
     def console() -> Response[Any]:

@@ -16,11 +16,11 @@ from i2v.media import (
     fetch_deadline,
     is_loopback,
     named_private,
-    presign_get,
     resolve_public,
 )
 from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.polls import follow
+from i2v.presign import presign_get
 from i2v.pricing import price_per_second
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry

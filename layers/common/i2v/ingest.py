@@ -11,10 +11,11 @@ from aws_lambda_powertools import Logger
 
 from i2v import layout, pacing
 from i2v.lifecycle import Work
-from i2v.media import IngestError, presign_get, stream_to_s3
+from i2v.media import IngestError, stream_to_s3
 from i2v.messages import IngestMessage
 from i2v.models import Status, TaskError
 from i2v.notify import conclude
+from i2v.presign import presign_get
 from i2v.probe import ProbeError, probe
 from i2v.runtime import Runtime
 

@@ -1,4 +1,5 @@
-"""Media plumbing: the SSRF guard for every outbound fetch, streaming ingest into S3, presigned URLs."""
+"""Media plumbing: the SSRF guard for every outbound fetch, and streaming ingest into S3 (presigned URLs of
+our own objects are i2v.presign: the calls that only need those do not import the guard's httpcore)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -392,21 +392,6 @@ def guarded_client(
         follow_redirects=True,
         max_redirects=3,
     )
-
-
-def presign_get(s3: S3Client, bucket: str, key: str, seconds: int) -> tuple[str, str]:
-    """(URL, ISO expiry) for a short-lived GET of our own object."""
-    return _presign(s3, "get_object", {"Bucket": bucket, "Key": key}, seconds)
-
-
-def presign_put(s3: S3Client, bucket: str, key: str, content_type: str, seconds: int) -> tuple[str, str]:
-    """(URL, ISO expiry) for a short-lived PUT of one file with this Content-Type."""
-    return _presign(s3, "put_object", {"Bucket": bucket, "Key": key, "ContentType": content_type}, seconds)
-
-
-def _presign(s3: S3Client, operation: str, params: dict[str, str], seconds: int) -> tuple[str, str]:
-    url = s3.generate_presigned_url(operation, Params=params, ExpiresIn=seconds)
-    return url, (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 def stream_to_s3(

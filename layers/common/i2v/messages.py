@@ -1,6 +1,6 @@
 """Queue messages, typed: the producer writes the model and the consumer parses the same from the record's
 body (S3 writes the upload notifications; UploadNotification reads the part of them we use). A malformed
-body fails its own record only (BatchProcessor's partial failure), never the batch.
+body fails its own record only (i2v.batch: SQS's partial batch response), never the batch.
 
 The consumers parse with `Model.model_validate_json(record.body)` rather than through powertools' parser
 models: importing those builds a model for every AWS event type, which cost ~70 ms of each cold start.

@@ -1,7 +1,8 @@
 """What the use cases work with: settings, the stores, AWS clients and the provider engine.
 
 A handler builds one Runtime per container (its cold start) and passes it to the use case it calls; tests
-build their own. Clients are made on first use, so a function pays only for what it touches.
+build their own. Clients are made on first use, so a function pays only for what it touches; the providers
+and the guarded fetcher are imported on first use too, for the same reason.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from botocore.config import Config
 
 from i2v.config import Settings
 from i2v.dynamo import Table
-from i2v.media import guarded_client
-from i2v.providers import registry
-from i2v.providers.base import Provider
 from i2v.providers.client import ProviderClient
 from i2v.records import Records
 from i2v.store import TaskStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from i2v.providers.base import Provider
 
 
 @dataclass
@@ -56,12 +56,18 @@ class Runtime:
 
     @cached_property
     def providers(self) -> dict[str, Provider]:
-        # On first use: the ingest function never needs them, nor permission to read their keys.
+        # On first use: the ingest function never needs them, nor permission to read their keys; nor does
+        # the API import them to answer a status query.
+        from i2v.providers import registry
+
         return registry.configured(self.settings)
 
     @cached_property
     def fetcher(self) -> httpx.Client:
-        """The guarded client for every URL a user or a provider gave us."""
+        """The guarded client for every URL a user or a provider gave us (imported on first use: its
+        transport imports httpcore, which the API's status queries never need)."""
+        from i2v.media import guarded_client
+
         s = self.settings
         return guarded_client(
             s.allow_private_urls, allowed_ports=s.allowed_ports, private_hosts=s.private_hosts

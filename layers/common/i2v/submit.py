@@ -14,9 +14,9 @@ import httpx
 from aws_lambda_powertools import Logger
 
 from i2v import layout, pacing
-from i2v.media import presign_get
 from i2v.models import MEDIA_FIELDS, Attempt, Status, Task, TaskError, VideoRequest
 from i2v.notify import end
+from i2v.presign import presign_get
 from i2v.providers.base import (
     DeadlineReached,
     Provider,

@@ -18,7 +18,6 @@ from pydantic_core import ErrorDetails
 
 from i2v import layout, lifecycle
 from i2v.create import create
-from i2v.media import presign_put
 from i2v.models import (
     Mode,
     RequestProblem,
@@ -30,6 +29,7 @@ from i2v.models import (
     VideoRequest,
 )
 from i2v.notify import finish
+from i2v.presign import presign_put
 from i2v.runtime import Runtime
 from i2v.store import new_task_id
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from i2v.media import presign_get
 from i2v.models import (
     DeliveryAttemptView,
     RequestProblem,
@@ -15,6 +14,7 @@ from i2v.models import (
     WebhookDelivery,
     WebhookDeliveryView,
 )
+from i2v.presign import presign_get
 from i2v.runtime import Runtime
 
 
