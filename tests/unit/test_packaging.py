@@ -42,11 +42,27 @@ def test_the_layer_package_imports_nothing_that_only_the_local_stack_has() -> No
     assert found == set()
 
 
-def test_the_layer_build_copies_the_package_and_deletes_nothing() -> None:
+def test_the_layer_build_copies_the_package_and_deletes_only_anyio() -> None:
     recipe = (ROOT / "layers/common/Makefile").read_text()
     assert 'cp -r i2v "$(ARTIFACTS_DIR)/python/"' in recipe
-    assert not re.search(r"^\s*rm\s|\s-delete\b", recipe, re.MULTILINE)
+    removals = re.findall(r"^\s*rm\s.*$|\s-delete\b.*$", recipe, re.MULTILINE)
+    assert [r.strip() for r in removals] == [
+        'rm -rf "$(ARTIFACTS_DIR)/python/anyio" "$(ARTIFACTS_DIR)"/python/anyio-*.dist-info'
+    ]
     assert not (ROOT / "layers/common/i2v/local").exists()
+
+
+def test_what_lambda_runs_uses_only_httpx_sync_client_so_the_layer_needs_no_anyio() -> None:
+    """httpx's async client is the only user of anyio, which the layer leaves out (httpcore would import it
+    at every cold start)."""
+    sources = [*(ROOT / "layers/common/i2v").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+    assert len(sources) > 20
+    uses = [
+        p.name
+        for p in sources
+        if re.search(r"\banyio\b|AsyncClient|AsyncHTTPTransport|\basync def\b", p.read_text())
+    ]
+    assert uses == []
 
 
 def test_the_layer_is_precompiled_by_the_runtimes_python_with_unchecked_hash_pyc() -> None:
