@@ -186,11 +186,13 @@ def describe(app: APIGatewayRestResolver) -> None:
 
 
 def swagger_page(spec: str) -> str:
-    """Swagger UI over `spec`, with the UI's script and style from powertools' bundle (no CDN), as
-    powertools' enable_swagger serves it; that method builds the document's classes when called, at import."""
+    """Swagger UI over `spec`, its script and style inlined from the bundle powertools ships (no CDN), as
+    powertools' own enable_swagger serves it. That method is not used because it imports the document's
+    classes when it is called, which is at import."""
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
     from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
-    bundle = Path(generate_swagger_html.__code__.co_filename).parent
+    bundle = Path(swagger_ui.__path__[0])
     script = (bundle / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
     style = (bundle / "swagger-ui.min.css").read_text(encoding="utf-8")
     # `</` escaped: the spec is embedded in a <script>, which a `</script>` in a description would close.
