@@ -7,7 +7,8 @@ the gateway's code, as a Lambda container does.
 - listing them from the due index (`TaskStore.due`) and queuing them to the poll queue (`polls.dispatch`),
   each timed alone;
 - one turn each (`sweep.take_turns`, the code the sweep and the poll worker run: claim, status query, write,
-  release, and the next turn's message), `sweeper_concurrency` at a time: wall time vs the floor
+  release, and the next turn's message), at most `sweeper_concurrency` status queries out at once (their
+  writes overlapped by the other turns in flight, `sweep.TURNS_PER_SLOT` a query slot): wall time vs the floor
   1000 x 50 ms / concurrency (goal <= 1.25x); status queries and AWS calls per task.
 
 Modelled (printed as such): how many in-flight tasks one sweep could poll itself within its period (60 s)
@@ -126,31 +127,63 @@ def measure() -> None:
     rt.sqs.purge_queue(QueueUrl=rt.settings.poll_queue_url)  # a worker takes them; moto's queue stays small
 
     before, calls_before = counter.requests, calls()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     outcomes = take_turns(rt, ids)
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start  # this process only: the gateway's code (moto is apart)
     polls, made = counter.requests - before, calls() - calls_before
 
     floor = TASKS * LATENCY / concurrency
     line(f"list the due index ({len(listed)} ids)", list_seconds, "s")
     line(f"queue them to the poll queue ({queued} messages)", dispatch_seconds, "s")
-    line(f"one turn each, {concurrency} at a time", wall, "s", ratio=wall / floor, goal=Goal(at_most=1.25))
+    line(
+        f"one turn each, {concurrency} queries at a time",
+        wall,
+        "s",
+        ratio=wall / floor,
+        goal=Goal(at_most=1.25),
+    )
     line(f"floor: {TASKS} x {LATENCY * 1000:.0f} ms / {concurrency}", floor, "s")
     line("status queries per task", polls / TASKS, "")
     line("AWS calls per turn", sum(made.values()) / TASKS, "")
     note(", ".join(f"{name} {count / TASKS:.2f}" for name, count in sorted(made.items())))
+    line("the gateway's own CPU per turn (this machine)", cpu / TASKS * 1000, "ms")
     note(f"outcomes: {dict(outcomes)}")
 
-    model(concurrency, per_turn_overhead=wall * concurrency / TASKS - LATENCY, calls_per_turn=made)
+    model(concurrency, wall * concurrency / TASKS - LATENCY, made, cpu_per_turn=cpu / TASKS)
 
 
 # AWS latencies the model assumes (typical same-region figures for small requests, not guarantees):
 DYNAMODB_CALL = 0.008  # a conditional UpdateItem or GetItem of a ~2 KB item
 QUERY_PAGE = 0.015  # a KEYS_ONLY index page of 500 keys (~50 KB)
 SQS_BATCH = 0.015  # SendMessageBatch of 10 small messages
+# Lambda's CPU is in proportion to memory: 1,769 MB is one vCPU (AWS Lambda developer guide, "Configure
+# Lambda function memory"). A turn's CPU, measured here, is taken to cost the same on a vCPU; the GIL keeps a
+# sweep on one.
+ONE_VCPU_MB = 1769
 
 
-def model(concurrency: int, per_turn_overhead: float, calls_per_turn: Counter[str]) -> None:
+def sweeper_vcpu() -> tuple[int, float]:
+    """The SweeperFunction's MemorySize in template.yaml, and the share of a vCPU it buys."""
+    from i2v_local.aws import load_template
+
+    template = load_template()
+    default = template["Globals"]["Function"].get("MemorySize", 128)
+    memory = int(template["Resources"]["SweeperFunction"]["Properties"].get("MemorySize", default))
+    return memory, min(1.0, memory / ONE_VCPU_MB)
+
+
+def pace(overhead: float, latency: float) -> float:
+    """Seconds a query slot spends per turn: the query itself, while the turns in flight (TURNS_PER_SLOT a
+    slot) cover their own writes meanwhile; else the turns, writes included, set the pace."""
+    from i2v.sweep import TURNS_PER_SLOT
+
+    return max(latency, (overhead + latency) / TURNS_PER_SLOT)
+
+
+def model(
+    concurrency: int, per_turn_overhead: float, calls_per_turn: Counter[str], cpu_per_turn: float
+) -> None:
     dynamo = sum(n for name, n in calls_per_turn.items() if name.startswith("dynamodb")) / TASKS
     sqs = sum(n for name, n in calls_per_turn.items() if name.startswith("sqs")) / TASKS
     overhead = dynamo * DYNAMODB_CALL + sqs * SQS_BATCH
@@ -158,18 +191,24 @@ def model(concurrency: int, per_turn_overhead: float, calls_per_turn: Counter[st
         f"P3 at scale, modelled: DynamoDB {DYNAMODB_CALL * 1000:.0f} ms a call, a due page of 500 "
         f"{QUERY_PAGE * 1000:.0f} ms, SendMessageBatch {SQS_BATCH * 1000:.0f} ms"
     )
-    turn = overhead + LATENCY
+    memory, vcpu = sweeper_vcpu()
+    cpu = cpu_per_turn / vcpu  # a turn's CPU on the sweeper's share of a vCPU
+    # The queries' pace, or the CPU's if slower; the first turns' claims and the last turns' results are
+    # overlapped by no query: once each.
+    wall = max(TASKS * pace(overhead, LATENCY) / concurrency, TASKS * cpu) + overhead
     line(
-        f"{TASKS} turns, {concurrency} at a time, on these latencies",
-        TASKS * turn / concurrency,
+        f"{TASKS} turns, {concurrency} queries at a time, on these latencies",
+        wall,
         "s",
-        ratio=turn / LATENCY,
+        ratio=wall / (TASKS * LATENCY / concurrency),
         goal=Goal(at_most=1.25),
     )
-    note(f"a turn's own AWS time: {overhead * 1000:.0f} ms ({dynamo:.1f} DynamoDB + {sqs:.2f} SQS calls);")
-    note(f"measured here on moto: {per_turn_overhead * 1000:.0f} ms")
+    note(f"a turn's own AWS time: {overhead * 1000:.0f} ms ({dynamo:.1f} DynamoDB + {sqs:.2f} SQS calls),")
+    note(f"and {cpu * 1000:.1f} ms of CPU at the sweeper's {memory} MB ({vcpu:.2f} vCPU), both overlapped by")
+    note("the other turns in flight; a query slot's time per turn past")
+    note(f"the query, measured here on moto: {per_turn_overhead * 1000:.0f} ms")
     for latency in (LATENCY, 1.0):
-        turn = overhead + latency
+        turn = max(pace(overhead, latency), cpu * concurrency)
         line(f"one sweep itself, {latency:.2f} s/query: tasks per 60 s", concurrency * PERIOD / turn, "")
         line(f"one sweep itself, {latency:.2f} s/query: per {TIMEOUT} s", concurrency * TIMEOUT / turn, "")
     listing = AT_SCALE / 500 * QUERY_PAGE

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -244,3 +247,31 @@ def test_a_retry_after_of_zero_is_retried_at_once() -> None:
     client, seen = engine([status(429, **{"Retry-After": "0"}), status(200)], waits)
     assert client.send(REQUEST).status_code == 200
     assert (len(seen), waits) == (2, [0.0])
+
+
+@pytest.mark.parametrize(("bound", "peak"), [(2, 2), (None, 6)])
+def test_no_more_exchanges_are_out_at_once_than_max_in_flight(bound: int | None, peak: int) -> None:
+    inside, most = 0, 0
+    lock = threading.Lock()
+    together = threading.Barrier(6, timeout=5)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.2)  # held long enough that six senders started together overlap
+        with lock:
+            inside -= 1
+        return httpx.Response(200, json={"ok": True})
+
+    client = ProviderClient(transport=httpx.MockTransport(answer), max_in_flight=bound)
+
+    def sender() -> int:
+        together.wait()
+        return client.send(httpx.Request("GET", "https://provider.example/v1/tasks/1")).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answered = list(pool.map(lambda _: sender(), range(6)))
+    assert answered == [200] * 6
+    assert most == peak

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     due_shards: int = 4
     task_ttl_days: int = 30
     http_timeout_seconds: float = 10.0
+    # Provider requests out at once from one container (a sweep runs more turns than this at once so that
+    # their DynamoDB writes overlap the queries: i2v.sweep.TURNS_PER_SLOT).
     sweeper_concurrency: int = 8
     # USD per second of video, per provider and resolution ("720p", "1080p", and "720p+audio" where a host
     # prices driving audio apart), as JSON: {"aimlapi": {"720p": 0.10, "1080p": 0.15}}. The hosts publish no

@@ -38,7 +38,10 @@ class Runtime:
     @classmethod
     def from_environment(cls) -> Runtime:
         settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
-        return cls(settings=settings, client=ProviderClient(timeout=settings.http_timeout_seconds))
+        client = ProviderClient(
+            timeout=settings.http_timeout_seconds, max_in_flight=settings.sweeper_concurrency
+        )
+        return cls(settings=settings, client=client)
 
     def now(self) -> int:
         return int(self.clock())

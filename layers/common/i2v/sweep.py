@@ -28,6 +28,11 @@ from i2v.submit import submit
 
 logger = Logger(child=True)
 
+# Turns at once per status query the provider client lets out at once (its max_in_flight): a turn's claim
+# and result are DynamoDB writes that need no query slot, so while the queries are out other turns claim and
+# record theirs, and the provider's answers, not the writes, set the pace.
+TURNS_PER_SLOT = 4
+
 
 def sweep(rt: Runtime) -> Counter[str]:
     """One run of the sweeper over every due task. Returns how each turn ended (and how many were queued)."""
@@ -41,9 +46,11 @@ def sweep(rt: Runtime) -> Counter[str]:
 
 
 def take_turns(rt: Runtime, task_ids: list[str]) -> Counter[str]:
-    """A turn for each task, `sweeper_concurrency` at a time; then, in batches, the message for the next turn
-    of each task still running, at its due time."""
-    with ThreadPoolExecutor(max_workers=max(1, rt.settings.sweeper_concurrency)) as pool:
+    """A turn for each task, with at most `sweeper_concurrency` status queries out at once; then, in batches,
+    the message for the next turn of each task still running, at its due time."""
+    slots = max(1, rt.settings.sweeper_concurrency)
+    bounded = rt.client.max_in_flight is not None and rt.client.max_in_flight <= slots
+    with ThreadPoolExecutor(max_workers=slots * TURNS_PER_SLOT if bounded else slots) as pool:
         turns = list(pool.map(lambda task_id: take_turn(rt, task_id), task_ids))
     follow(rt, [turn.next for turn in turns if turn.next is not None])
     return Counter(turn.outcome for turn in turns)

@@ -13,8 +13,10 @@ started at all (DeadlineReached: certainly not at the provider).
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,7 +46,15 @@ class ProviderClient:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     transport: httpx.BaseTransport | None = None
+    # At most this many exchanges at once (None: no bound). The sweep runs more turns than this at once, so
+    # that their DynamoDB writes overlap the provider's answers, but never has more queries out than this.
+    max_in_flight: int | None = None
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _slots: threading.BoundedSemaphore | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight is not None:
+            self._slots = threading.BoundedSemaphore(self.max_in_flight)
 
     @property
     def http(self) -> httpx.Client:
@@ -76,9 +86,12 @@ class ProviderClient:
             deadline = own if deadline is None else min(deadline, own)
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
-            request.extensions = {**request.extensions, "timeout": self._timeout(deadline)}
             try:
-                resp = self._exchange(request, deadline)
+                # A slot is held for the exchange only, not for waits between attempts; time spent waiting
+                # for one counts against the deadline like any other.
+                with self._slots if self._slots is not None else nullcontext():
+                    request.extensions = {**request.extensions, "timeout": self._timeout(deadline)}
+                    resp = self._exchange(request, deadline)
             except NEVER_SENT as exc:
                 if last or not self._can_wait(self._jitter(attempt), deadline):
                     raise ProviderUnavailable(f"cannot connect: {exc!r}") from exc
