@@ -4,10 +4,13 @@ the claim, and a sweep takes its share of turns itself and queues the rest (moto
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from i2v import create
@@ -147,3 +150,50 @@ def test_the_poll_worker_fails_only_a_malformed_record(
     after = quick.tasks.require(task.id)
     assert after.next_poll_at is not None
     assert after.next_poll_at > quick.now()  # the good one took its turn
+
+
+def test_while_a_query_is_out_the_other_turns_claim_their_tasks_and_wait_for_a_query_slot(
+    monkeypatch: pytest.MonkeyPatch, aws: Any, tenant: str, local_sim: LocalSimulator
+) -> None:
+    monkeypatch.setenv("I2V_POLL_INTERVAL_SECONDS", "2")
+    monkeypatch.setenv("I2V_SWEEPER_CONCURRENCY", "1")  # one status query out at a time
+    maker = Runtime.from_environment()
+    ids = [submitted(maker, tenant, local_sim).id for _ in range(3)]
+
+    def due() -> bool:
+        return all(
+            task is not None and task.next_poll_at <= time.time() for task in map(maker.tasks.get, ids)
+        )
+
+    wait_for(due, seconds=10)
+    queries: list[str] = []
+    sent, answer = threading.Event(), threading.Event()
+
+    class Held(httpx.BaseTransport):
+        """The simulator, but each status query waits for the test's word."""
+
+        def __init__(self) -> None:
+            self.inner = httpx.HTTPTransport()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            queries.append(request.url.path)
+            sent.set()
+            answer.wait(10)
+            return self.inner.handle_request(request)
+
+    rt = Runtime.from_environment()
+    rt.client.transport = Held()
+
+    def claimed() -> bool:  # a due claim moves the task's next poll past its lease
+        return all(
+            task is not None and task.next_poll_at > time.time() + 60 for task in map(rt.tasks.get, ids)
+        )
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        turns = pool.submit(take_turns, rt, ids)
+        assert sent.wait(10)
+        assert wait_for(claimed, seconds=10)  # all three turns have claimed while the first query is out
+        assert len(queries) == 1  # the other two wait for its slot
+        answer.set()
+        assert turns.result(timeout=30) == {"submitted": 3}
+    assert len(queries) == 3
