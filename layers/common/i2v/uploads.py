@@ -138,7 +138,7 @@ def _plain_errors(exc: ValidationError, origins: dict[str, str]) -> str:
         if len(path) < len(err["loc"]) and err["type"].endswith("_type") and _said_otherwise(err, errors):
             continue
         field = str(path[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
-        where = origins.get(str(path[0]), "{}").replace("{}", field)
+        where = _as_set(field, str(path[0]), origins)
         said.setdefault(where, []).append(_plain(err))
     # What is left twice for a field is each union member's "not of this type": either would do.
     return "; ".join(
@@ -152,7 +152,13 @@ def _problem_words(exc: RequestProblem, origins: dict[str, str]) -> str:
     fields named as the uploader set them."""
     if not exc.errors:
         return exc.detail
-    return "; ".join(f"{origins.get(e.field, '{}').replace('{}', e.field)}: {e.message}" for e in exc.errors)
+    return "; ".join(f"{_as_set(e.field, e.field, origins)}: {e.message}" for e in exc.errors)
+
+
+def _as_set(field: str, option: str, origins: dict[str, str]) -> str:
+    """`field` (a path under the option `option`) named where the uploader set it: `x-amz-meta-duration`,
+    or `duration in cat.json` (`origins` holds "{}" where the path goes); as is if neither."""
+    return origins.get(option, "{}").replace("{}", field)
 
 
 def _said_otherwise(err: ErrorDetails, errors: list[ErrorDetails]) -> bool:
