@@ -69,6 +69,7 @@ LIBRARIES = (
 # What the API's routes import on first use, not at import.
 FIRST_CREATE = "import i2v.create, i2v.cancel, i2v.uploads, i2v.delivery"
 GOAL = Goal(at_most=1.3)
+FLOOR = "floor: import boto3 (runtime)"
 RUNS = 11
 
 
@@ -168,7 +169,7 @@ def run() -> None:
         layer = build_copy / "CommonLayer" / "python"
         bare = lambda_path(None, layer)
         jobs = {
-            "floor: import boto3 (runtime)": (bare, "import boto3"),
+            FLOOR: (bare, "import boto3"),
             "the required stack at its least (workers)": (bare, f"exec({LEAST!r})"),
             "the required stack at its least (API)": (bare, f"exec({LEAST + VALIDATION!r})"),
             "the libraries the workers import, alone": (bare, f"exec({LIBRARIES!r})"),
@@ -183,8 +184,8 @@ def run() -> None:
             ),
         }
         took = least_imports(python, jobs, env)
-        floor = took.pop("floor: import boto3 (runtime)")
-        line("floor: import boto3 (runtime)", floor * 1000, "ms")
+        floor = took.pop(FLOOR)
+        line(FLOOR, floor * 1000, "ms")
         handlers = {label: t for label, t in took.items() if label.endswith("import handler")}
         for label, t in took.items():
             line(label, t * 1000, "ms", ratio=t / floor, goal=GOAL if label in handlers else None)
