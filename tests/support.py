@@ -48,6 +48,7 @@ def api_call(
     headers: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
     raw_body: str | None = None,
+    base64_encoded: bool = False,
 ) -> tuple[int, Any]:
     """Call the API function with an event built from events/api_create.json; returns (status, JSON body)."""
     event = load_event("api_create.json")
@@ -59,6 +60,7 @@ def api_call(
     event["headers"] = hdrs
     event["multiValueHeaders"] = {k: [v] for k, v in hdrs.items()}
     event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    event["isBase64Encoded"] = base64_encoded
     event["requestContext"].update(httpMethod=method, path=f"/live{path}", resourcePath=path)
     result = invoke("api", event)
     text = result.get("body") or "null"

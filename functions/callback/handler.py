@@ -31,7 +31,11 @@ app.not_found(lambda _: not_routed(app))
 def callback(provider: str, task_id: str) -> Response[Any]:
     token = app.current_event.get_query_string_value("token", "") or ""
     try:
-        task = on_callback(rt, provider, task_id, token, (app.current_event.decoded_body or "").encode())
+        body = (app.current_event.decoded_body or "").encode()
+    except ValueError:  # not base64 of UTF-8 text: the body is only ever a hint, and this one says nothing
+        body = b""
+    try:
+        task = on_callback(rt, provider, task_id, token, body)
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return problem_for(exc)

@@ -48,10 +48,11 @@ def job_for(rt: Runtime, task_id: str) -> str:
     return provider.parse_submit(rt.client.send(provider.submit(req, Mode.FIRST_FRAME, callback)))
 
 
-def callback(rt: Runtime, task_id: str, body: dict[str, Any]) -> int:
+def callback(rt: Runtime, task_id: str, body: dict[str, Any] | str, base64_encoded: bool = False) -> int:
     event = load_event("callback.json")
     token = callback_token(rt, task_id)
-    event.update(path=f"/v1/callbacks/local/{task_id}", body=json.dumps(body))
+    text = body if isinstance(body, str) else json.dumps(body)
+    event.update(path=f"/v1/callbacks/local/{task_id}", body=text, isBase64Encoded=base64_encoded)
     event["pathParameters"] = {"provider": "local", "task_id": task_id}
     event["queryStringParameters"] = {"token": token}
     event["multiValueQueryStringParameters"] = {"token": [token]}
@@ -85,3 +86,21 @@ def test_a_callback_naming_an_id_no_host_uses_is_not_even_asked_about(
     assert callback(rt, task.id, {"id": job}) == 200
     assert rt.tasks.require(task.id) == task
     assert local_sim.faults.rate_limit_polls == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "base64_encoded"),
+    [
+        ('{"id": ' + "1" * 5000 + "}", False),  # past int(str)'s 4,300 digits
+        ("[" * 100_000 + "]" * 100_000, False),  # past the recursion limit
+        ("//79", True),  # base64 of bytes that are not UTF-8
+        ("%%%", True),  # not base64
+    ],
+    ids=["5000-digit-number", "deep-nesting", "base64-not-utf8", "not-base64"],
+)
+def test_a_callback_body_that_cannot_be_read_is_no_hint_and_changes_nothing(
+    rt: Runtime, body: str, base64_encoded: bool
+) -> None:
+    task = lost_submit(rt)
+    assert callback(rt, task.id, body, base64_encoded) == 200
+    assert rt.tasks.require(task.id) == task

@@ -20,7 +20,7 @@ from i2v_local.aws import LocalResources
 from i2v_local.sim_aimlapi import AimlapiSimulator
 from i2v_local.sim_evolink import EvolinkSimulator
 from i2v_local.sim_local import LocalSimulator
-from tests.support import api_call, containers
+from tests.support import SAMPLE_KEY, api_call, containers
 
 FIELDS = [
     "prompt",
@@ -220,3 +220,145 @@ def test_an_empty_metadata_key_is_a_422_not_a_500(
     status, answer = api_call("POST", "/v1/videos", {"image_url": sample_url, "metadata": {"": "x"}})
     assert status == 422
     assert answer["errors"][0]["field"] == "metadata"
+
+
+# -- bodies the parser cannot read, and keys checked before any body is ------------------------------
+
+HUGE_INT = "1" + "0" * 5000  # past Python's 4,300-digit limit for int(str): json.loads raises ValueError
+UNREADABLE_BODIES = {
+    "an integer of 5,000 digits": (f'{{"seed": {HUGE_INT}}}', False),
+    "nesting past the recursion limit": ("[" * 100_000 + "]" * 100_000, False),
+    "base64 that is not UTF-8": ("//79", True),  # b"\xff\xfe\xfd"
+    "base64 that is not base64": ("%%%", True),
+    "not JSON at all": ("seed=1", False),
+}
+# JSON that decodes, to values no field takes: a 422 naming the field (checked before its key is, below).
+ODD_VALUES = {
+    "a float too large for a double": ('{"duration": 1e999999}', False),
+    "a lone surrogate escape": ('{"prompt": "\\ud800", "image_url": "http://127.0.0.1:9/a.png"}', False),
+}
+
+
+@pytest.mark.parametrize("name", UNREADABLE_BODIES)
+@pytest.mark.parametrize("path", ["/v1/videos", "/v1/uploads"])
+def test_a_body_that_cannot_be_decoded_or_converted_is_a_422_naming_body(
+    name: str, path: str, tenant: str
+) -> None:
+    text, base64_encoded = UNREADABLE_BODIES[name]
+    status, answer = api_call("POST", path, raw_body=text, base64_encoded=base64_encoded)
+    assert status == 422, answer
+    assert answer["errors"][0]["field"] == "body", answer
+
+
+@pytest.mark.parametrize("name", ODD_VALUES)
+def test_json_with_values_no_field_takes_is_a_422_naming_the_field(name: str, tenant: str) -> None:
+    text, _ = ODD_VALUES[name]
+    status, answer = api_call("POST", "/v1/videos", raw_body=text)
+    assert status == 422, answer
+    assert answer["errors"][0]["field"] in ("duration", "prompt"), answer
+
+
+@pytest.mark.parametrize("name", [*UNREADABLE_BODIES, *ODD_VALUES])
+@pytest.mark.parametrize("key", [None, "not-a-key-of-anyone"])
+def test_a_request_without_a_valid_key_is_a_401_before_its_body_is_read(
+    name: str, key: str | None, tenant: str
+) -> None:
+    text, base64_encoded = {**UNREADABLE_BODIES, **ODD_VALUES}[name]
+    status, answer = api_call("POST", "/v1/videos", raw_body=text, key=key, base64_encoded=base64_encoded)
+    assert status == 401, answer
+    # Nor its content type or size: a client without a key learns nothing about the request's shape.
+    big = json.dumps({"prompt": "x" * 2_000_000})
+    status, answer = api_call(
+        "POST", "/v1/uploads", raw_body=big, key=key, headers={"Content-Type": "text/xml"}
+    )
+    assert status == 401, answer
+
+
+KEYS = st.sampled_from([None, "not-a-key-of-anyone", SAMPLE_KEY])
+JSONISH = st.one_of(
+    st.text(max_size=60),
+    st.from_regex(
+        r"\{\"(seed|duration|prompt|metadata)\": ?-?[0-9eE.+\-\[\]{}\"\\u]{0,40}\}", fullmatch=True
+    ),
+    st.builds(lambda n: f'{{"seed": {"9" * n}}}', st.integers(4000, 6000)),
+    st.builds(lambda n: "[" * n + "]" * n, st.integers(500, 50_000)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/v1/videos", "/v1/uploads"]),
+    body=JSONISH | st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+    base64_encoded=st.booleans(),
+    key=KEYS,
+)
+def test_any_body_with_or_without_a_key_gets_a_4xx_or_2xx_never_a_500(
+    path: str, body: str, base64_encoded: bool, key: str | None, tenant: str, local_sim: LocalSimulator
+) -> None:
+    local_sim.faults.stall = True
+    status, answer = api_call("POST", path, raw_body=body, key=key, base64_encoded=base64_encoded)
+    assert status < 500, (body, answer)
+    if key != SAMPLE_KEY:
+        assert status == 401, (body, answer)
+    else:
+        assert status != 401, (body, answer)
+
+
+DATES = st.one_of(
+    st.dates().map(str),
+    st.from_regex(r"[0-9]{1,5}-[0-9]{1,3}-[0-9]{1,3}", fullmatch=True),
+    st.sampled_from(["0001-01-01", "0001-01-29", "9999-12-31", "20261201", "2026-W01-1", "2026-12-01T00:00"]),
+    st.text(max_size=12),
+)
+NUMBERS = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["1e309", "nan", "-0", "9" * 5000]),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/v1/usage", "/v1/providers", "/v1/videos"]),
+    query=st.fixed_dictionaries(
+        {},
+        optional={
+            "from": DATES,
+            "to": DATES,
+            "group_by": st.sampled_from(["day", "status", "x"]),
+            "limit": NUMBERS,
+            "duration": NUMBERS,
+            "resolution": st.sampled_from(["720p", "4k"]),
+            "audio": st.sampled_from(["true", "2"]),
+        },
+    ),
+    key=KEYS,
+)
+def test_any_query_with_or_without_a_key_gets_a_4xx_or_2xx_never_a_500(
+    path: str, query: dict[str, str], key: str | None, tenant: str
+) -> None:
+    status, answer = api_call("GET", path, query=query or None, key=key)
+    assert status < 500, (path, query, answer)
+    assert status == 401 if key != SAMPLE_KEY else status != 401, (path, query, answer)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"to": "0001-01-01"}, "to"),
+        ({"to": "0001-01-29"}, "to"),
+        ({"from": "0001-01-01", "to": "2026-01-02"}, "from"),
+        ({"to": "9999-12-31"}, "to"),
+        ({"from": "20261201"}, "from"),
+        ({"from": "2026-W01-1"}, "from"),
+        ({"to": "2026-12-01T00:00"}, "to"),
+        ({"from": "2026-02-30"}, "from"),
+    ],
+)
+def test_a_usage_date_out_of_range_or_not_written_yyyy_mm_dd_is_a_422_naming_it(
+    query: dict[str, str], field: str, tenant: str
+) -> None:
+    status, answer = api_call("GET", "/v1/usage", query=query)
+    assert status == 422, answer
+    assert answer["errors"][0]["field"] == field, answer
+    assert "YYYY-MM-DD" in answer["errors"][0]["message"] or "between" in answer["errors"][0]["message"]

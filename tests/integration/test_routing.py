@@ -87,3 +87,24 @@ def test_a_few_or_old_failures_keep_the_configured_order(
     assert task["provider"] == "local"
     assert rt.tasks.require(task["id"]).providers == ["local", "oxen"]
     assert submits(hosts) == (1, 0)
+
+
+def test_tenants_see_a_providers_coarse_health_never_another_tenants_times_or_errors(
+    rt: Runtime, hosts: tuple[LocalSimulator, OxenSimulator]
+) -> None:
+    def listed() -> dict[str, dict[str, Any]]:
+        status, answer = api_call("GET", "/v1/providers")
+        assert status == 200, answer
+        return {p["name"]: p for p in answer}
+
+    rt.records.record_provider_outcome("oxen", ok=True)
+    secret = "HTTP 500: tenant acme's job job_123 for s3://acme-private/cat.png failed"
+    fail(rt.records, "local", 3)
+    assert (listed()["local"]["status"], listed()["oxen"]["status"]) == ("degraded", "ok")
+    fail(rt.records, "local", 7)
+    shown = listed()
+    assert shown["local"]["status"] == "down"
+    rt.records.record_provider_outcome("local", ok=False, error=secret)
+    text = repr(listed())
+    for leak in ("acme", "job_123", "last_success", "last_error", "consecutive", str(rt.now())[:8]):
+        assert leak not in text, (leak, text)

@@ -10,7 +10,7 @@ that only answers status queries (the commonest call) never loads probing, provi
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,9 +27,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
+from i2v import jsontext
 from i2v.models import (
     MAX_BODY_CHARS,
     FieldError,
+    HealthStatus,
     ProviderHealth,
     RequestProblem,
     TaskPage,
@@ -59,8 +61,11 @@ class ProviderInfo(BaseModel):
     audio: bool
     callback: bool
     cancel: bool
-    status: Literal["ok", "degraded"] = Field(description="degraded: several recent submits failed")
-    health: ProviderHealth
+    status: HealthStatus = Field(
+        description=f"degraded: its last {ProviderHealth.DEGRADED_AFTER} submits or more failed; down: its"
+        f" last {ProviderHealth.DOWN_AFTER} or more; the last within {ProviderHealth.WINDOW // 60} minutes"
+        " (any tenant's submits; the gateway tries such a host last)"
+    )
     price_per_second: float | None = Field(
         description="The operator's USD per second for the asked resolution and audio; null: no price set"
     )
@@ -109,23 +114,39 @@ def accepted(model: BaseModel, status: int = 200) -> Response[Any]:
     return Response(status_code=status, content_type="application/json", body=model)
 
 
-def json_loads(text: str) -> Any:
-    """A request body's JSON. Nesting deep enough to exhaust the parser's recursion is a decode error
-    (a 422 naming the body), not a RecursionError."""
+def json_body(text: str) -> Any:
+    """A request body's JSON; a 422 naming `body` for every way it can fail to parse (i2v.jsontext)."""
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+        return jsontext.loads(text)
+    except jsontext.NotJson as exc:
+        raise RequestProblem.invalid("body", f"is not valid JSON: {exc}") from None
 
 
-class JsonBodies(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, for an API whose bodies are JSON and small.
+class KeyedJsonRequests(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, for an API whose callers have keys and whose bodies are JSON and small.
 
-    Any other content type is refused before its parser runs (powertools' multipart parser raises a bare
-    ValueError for a missing boundary), and so is a body longer than any valid request can be.
+    The key is checked first: a request without a valid one is a 401 before its content type, size or body
+    is looked at. (The routes outside the OpenAPI document, the document itself, /docs and /console, need no
+    key, nor does a 404 or 405; every route in the document declares the bearer scheme.) Then any content
+    type but JSON is refused before its parser runs (powertools' multipart parser raises a bare ValueError
+    for a missing boundary), and so is a body longer than any valid request can be.
     """
 
-    def _get_body(self, app: Any) -> dict[str, Any]:
+    def __init__(self, authenticate: Callable[[], str]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.authenticate = authenticate
+
+    def handler(self, app: Any, next_middleware: Any) -> Response[Any]:
+        route = app.context["_route"]
+        # A request no route takes comes through a route powertools makes for it (our 404/405, which say
+        # only what the published document says): it needs no key either.
+        ours = any(route is r for r in (*app._static_routes, *app._dynamic_routes))
+        if ours and route.include_in_schema:
+            app.append_context(tenant=self.authenticate())
+        response: Response[Any] = super().handler(app, next_middleware)
+        return response
+
+    def _get_body(self, app: Any) -> Any:
         content_type = app.current_event.headers.get("content-type", "")
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type not in ("", "application/json"):
@@ -133,14 +154,17 @@ class JsonBodies(OpenAPIRequestValidationMiddleware):
                 "Unsupported content type",
                 errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": content_type}],
             )
-        if len(app.current_event.decoded_body or "") > MAX_BODY_CHARS:
+        try:
+            text = app.current_event.decoded_body or ""
+        except ValueError:  # binascii.Error, UnicodeDecodeError: a base64 body that is not base64 of UTF-8
+            raise RequestProblem.invalid("body", "is not base64-encoded UTF-8 text") from None
+        if len(text) > MAX_BODY_CHARS:
             raise RequestProblem(
                 413,
                 "Request body too large",
                 [FieldError(field="body", message=f"at most {MAX_BODY_CHARS} characters")],
             )
-        body: dict[str, Any] = super()._get_body(app)
-        return body
+        return json_body(text) if text else None
 
 
 def unsupported_media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
@@ -150,10 +174,6 @@ def unsupported_media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
 def validation_problem(exc: RequestValidationError) -> Response[Any]:
     errors = []
     for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            reason = (err.get("ctx") or {}).get("error", "")
-            errors.append(FieldError(field="body", message=f"not valid JSON: {reason}".rstrip(": ")))
-            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
         message = str(err.get("msg", err.get("type", "invalid")))
         errors.append(FieldError(field=".".join(loc) or "body", message=message))
@@ -201,16 +221,14 @@ def swagger_page(spec: str) -> str:
 
 def create_app(rt: Runtime) -> APIGatewayRestResolver:
     """The API's resolver, its routes working on `rt`."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_loads)
-    # Powertools builds each route's middleware stack from this attribute, request validation first.
-    app._request_validation_middleware = JsonBodies()  # type: ignore[no-untyped-call]
+    app = APIGatewayRestResolver(enable_validation=True)
     app.exception_handler(RequestValidationError)(validation_problem)
     app.exception_handler(RequestUnsupportedContentType)(unsupported_media_type)
     app.exception_handler(RequestProblem)(problem_for)
 
     app.not_found(lambda _: not_routed(app))
 
-    def tenant() -> str:
+    def authenticate() -> str:
         """The tenant of the bearer key; keys are stored only as hashes."""
         headers = app.current_event.headers
         scheme, _, key = (headers.get("Authorization") or headers.get("authorization") or "").partition(" ")
@@ -225,6 +243,14 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 " (locally, `make local` prints a working key)",
             )
         return found
+
+    def tenant() -> str:
+        """The caller's tenant, found by `authenticate` before the request was validated."""
+        found: str = app.context["tenant"]
+        return found
+
+    # Powertools builds each route's middleware stack from this attribute, request validation first.
+    app._request_validation_middleware = KeyedJsonRequests(authenticate)
 
     @app.post(
         "/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 402, 413, 415)
@@ -305,7 +331,6 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         duration: Annotated[int, Query(ge=2, le=15, description="Seconds, for price_for_request")] = 5,
         audio: Annotated[bool, Query(description="With driving audio, for the prices")] = False,
     ) -> list[ProviderInfo]:
-        tenant()
         health = rt.records.provider_health(rt.providers)
         price = {n: price_per_second(rt.settings, n, resolution, audio) for n in rt.providers}
         total = {n: None if p is None else round(p * duration, 6) for n, p in price.items()}
@@ -318,8 +343,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 audio=p.capabilities.audio,
                 callback=p.capabilities.callback,
                 cancel=p.capabilities.cancel,
-                status="degraded" if health[name].degraded(rt.now()) else "ok",
-                health=health[name],
+                status=health[name].status(rt.now()),
                 price_per_second=price[name],
                 price_for_request=total[name],
             )
@@ -334,11 +358,11 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
     def get_usage(
         start: Annotated[
             str | None,
-            Query(alias="from", max_length=10, description="YYYY-MM-DD, UTC", json_schema_extra=DATE),
+            Query(alias="from", description="YYYY-MM-DD, UTC", json_schema_extra=DATE),
         ] = None,
         end: Annotated[
             str | None,
-            Query(alias="to", max_length=10, description="YYYY-MM-DD, included", json_schema_extra=DATE),
+            Query(alias="to", description="YYYY-MM-DD, included", json_schema_extra=DATE),
         ] = None,
         group_by: Annotated[Literal["provider", "day", "status"], Query()] = "provider",
     ) -> Response[UsageReport]:

@@ -24,6 +24,7 @@ from i2v.providers.base import (
     ProviderState,
     ProviderStatus,
     UnknownProviderStatus,
+    json_or_none,
 )
 from i2v.runtime import Runtime
 from i2v.submit import callback_path, callback_token
@@ -99,10 +100,7 @@ ECHO_DEPTH = 4
 
 
 def _echoes_callback(answer: httpx.Response, suffix: str) -> bool:
-    try:
-        data = answer.json()
-    except ValueError:
-        return False
+    data = json_or_none(answer.content)
 
     def found(value: Any, depth: int) -> bool:
         if depth > ECHO_DEPTH or not isinstance(value, dict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -278,17 +278,36 @@ class Attempt(BaseModel):
     provider_task_id: str | None = None
 
 
+HealthStatus = Literal["ok", "degraded", "down"]
+
+
 class ProviderHealth(BaseModel):
-    """Recent submit outcomes of one provider, kept to route around a failing host."""
+    """Recent submit outcomes of one provider (any tenant's), kept to route around a failing host.
+
+    For operators: the exact times and the host's raw error text say what other tenants' tasks did, so
+    tenants are shown `status()` only.
+    """
 
     consecutive_failures: int = 0
     last_success_at: int | None = None
     last_failure_at: int | None = None
     last_error: str | None = None
 
-    def degraded(self, now: int, threshold: int = 3, window: int = 300) -> bool:
-        recent = self.last_failure_at is not None and now - self.last_failure_at < window
+    DEGRADED_AFTER: ClassVar[int] = 3  # failed submits in a row, the last within WINDOW
+    DOWN_AFTER: ClassVar[int] = 10
+    WINDOW: ClassVar[int] = 300
+
+    def failing(self, now: int, threshold: int) -> bool:
+        recent = self.last_failure_at is not None and now - self.last_failure_at < self.WINDOW
         return recent and self.consecutive_failures >= threshold
+
+    def degraded(self, now: int) -> bool:
+        return self.failing(now, self.DEGRADED_AFTER)
+
+    def status(self, now: int) -> HealthStatus:
+        if self.failing(now, self.DOWN_AFTER):
+            return "down"
+        return "degraded" if self.degraded(now) else "ok"
 
 
 class Output(BaseModel):

@@ -9,6 +9,7 @@ so a task counts once however often its after-end step runs, and a report reads 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,9 @@ from i2v.runtime import Runtime
 
 GroupBy = Literal["provider", "day", "status"]
 MAX_DAYS = 366
+# The dates a report may name: wide enough for any usage, narrow enough that no day arithmetic overflows.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+YYYY_MM_DD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # Counters kept per (provider, status) in a day's item: attribute prefix -> the report's field.
 FIELDS = {
     "n": "tasks",
@@ -137,10 +141,17 @@ def _days(rt: Runtime, tenant: str, days: list[str]) -> list[tuple[str, dict[str
 
 
 def _date(field: str, text: str) -> date:
+    """A query's date as the README documents it: YYYY-MM-DD, from FIRST_DAY to LAST_DAY. (date.fromisoformat
+    alone also reads 20261201 and 2026-W01-1, and day arithmetic near year 1 or 9999 overflows.)"""
     try:
-        return date.fromisoformat(text)
+        if not YYYY_MM_DD.fullmatch(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise RequestProblem.invalid(field, f"must be a date as YYYY-MM-DD, not {text[:40]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise RequestProblem.invalid(field, f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 def _number(value: float | int) -> Decimal | int:

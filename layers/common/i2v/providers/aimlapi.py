@@ -21,6 +21,7 @@ from i2v.providers.base import (
     as_text,
     job_id,
     json_body,
+    json_or_none,
     state_of,
 )
 
@@ -122,10 +123,7 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
     """Like json_body, but 4xx bodies are {message, path, requestId, statusCode, timestamp}: the only
     code-like field is statusCode, so that becomes the error code."""
     if 400 <= resp.status_code < 500 and resp.status_code != 429:
-        try:
-            data = resp.json()
-        except ValueError:
-            data = None
+        data = json_or_none(resp.content)
         if isinstance(data, dict) and isinstance(data.get("message"), str):
             raise ProviderRejected(
                 data["message"],

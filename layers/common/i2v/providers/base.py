@@ -5,7 +5,6 @@ Adapters build `httpx.Request`s and parse `httpx.Response`s; `i2v.providers.clie
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from i2v import jsontext
 from i2v.models import MAX_DURATION, MIN_DURATION, Mode, VideoRequest
 
 
@@ -170,10 +170,7 @@ def json_body(resp: httpx.Response) -> dict[str, Any]:
         raise ProviderRateLimited("rate limited", retry_after=retry_after(resp), raw=resp.text)
     if resp.status_code >= 500:
         raise ProviderUnavailable(f"HTTP {resp.status_code}", status_code=resp.status_code, raw=resp.text)
-    try:
-        data = resp.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
+    data = json_or_none(resp.content)
     if resp.status_code >= 400:
         raise ProviderRejected(
             _error_message(data) or f"HTTP {resp.status_code}",
@@ -224,12 +221,17 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
+def json_or_none(body: bytes) -> Any:
+    """A body's JSON, or None when it is none (empty, or not JSON in any of the ways i2v.jsontext knows)."""
+    try:
+        return jsontext.loads(body or b"null")
+    except jsontext.NotJson:
+        return None
+
+
 def callback_json(body: bytes) -> dict[str, Any]:
     """A callback body as a JSON object, or {} when it is not one (callers treat every field as a hint)."""
-    try:
-        data = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
+    data = json_or_none(body)
     return data if isinstance(data, dict) else {}
 
 

@@ -5,7 +5,6 @@ HighwayAPI (JieKou) documents the same schema at another host, so it is this ada
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +24,7 @@ from i2v.providers.base import (
     callback_json,
     job_id,
     json_body,
+    json_or_none,
     state_of,
 )
 
@@ -142,10 +142,7 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
     """Novita/JieKou errors look like {"code": 400, "reason": "INVALID_REQUEST_BODY", "message": "..."};
     the useful code is `reason` (the numeric `code` only repeats the HTTP status)."""
     if 400 <= resp.status_code < 500 and resp.status_code != 429:
-        try:
-            data = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
+        data = json_or_none(resp.content)
         if isinstance(data, dict) and isinstance(data.get("reason"), str):
             message = data.get("message")
             raise ProviderRejected(
