@@ -240,30 +240,44 @@ def records() -> Any:
     return Records(Table(os.environ["I2V_TABLE_NAME"]))
 
 
-def keys_create(tenant: str, budget: float | None = None) -> int:
-    """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials."""
+def keys_create(tenant: str, budget: str | None = None) -> int:
+    """Make an API key for a tenant (stored hashed); needs I2V_TABLE_NAME and AWS credentials.
+    Everything is checked before the first write; the budget is written before the key, so a key is never
+    usable by its tenant without the budget asked for."""
     from i2v.layout import check_tenant
+    from i2v.records import budget_usd
 
     try:
         check_tenant(tenant)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    try:
+        usd = None if budget is None else budget_usd(budget)
+    except ValueError as exc:
+        raise CliError(f"--budget {exc}") from None
     key = f"i2v_{secrets.token_urlsafe(24)}"
     store = records()
+    if usd is not None:
+        store.set_budget(tenant, usd)
     store.put_api_key(key, tenant)
-    if budget is not None:
-        store.set_budget(tenant, budget)
     print(key)
     return Exit.OK
 
 
 def keys_budget(tenant: str, amount: str) -> int:
-    """Set a tenant's monthly budget in USD (`none` removes it)."""
+    """Set a tenant's monthly budget in USD (`none` removes it); all is checked before it is written."""
+    from i2v.layout import check_tenant
+    from i2v.records import budget_usd
+
     try:
-        usd = None if amount.lower() == "none" else float(amount)
-        records().set_budget(tenant, usd)
+        check_tenant(tenant)
     except ValueError as exc:
-        raise CliError(f"budget: {exc}") from None
+        raise CliError(str(exc)) from None
+    try:
+        usd = None if amount.strip().lower() == "none" else budget_usd(amount)
+    except ValueError as exc:
+        raise CliError(f"{exc}; `none` removes it") from None
+    records().set_budget(tenant, usd)
     print(f"{tenant}: {'no budget' if usd is None else f'${usd:.2f} a month'}")
     return Exit.OK
 
@@ -363,7 +377,9 @@ def parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     make = keys_sub.add_parser("create", help="create a key for a tenant")
     make.add_argument("tenant")
-    make.add_argument("--budget", type=float, help="the tenant's monthly budget in USD (default: none)")
+    make.add_argument(
+        "--budget", metavar="USD", help="the tenant's monthly budget in USD, 0 or more (default: none)"
+    )
     budget = keys_sub.add_parser("budget", help="set a tenant's monthly budget in USD, or 'none'")
     budget.add_argument("tenant")
     budget.add_argument("amount")

@@ -3,9 +3,16 @@ s3:// reference names one of the caller's own objects, however its path is spelt
 
 from __future__ import annotations
 
+import contextlib
+from decimal import Decimal
+from typing import Any
+
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from i2v.budgets import period_of
+from i2v.records import Records
 from i2v.runtime import Runtime
 from i2v_cli import main
 from i2v_local.aws import LocalResources
@@ -51,6 +58,104 @@ def test_cli_keys_create_prints_a_key_for_a_good_tenant_name(
     key = capsys.readouterr().out.strip()
     assert rt.records.tenant_for_key(key) == "acme"
     assert rt.records.tenant_exists("acme")
+
+
+# Not an amount of USD: negative (a minus sign, even on 0), not a number, not finite (1e309 is inf), or
+# more than any month's spend (and than DynamoDB can store: 131 digits).
+BAD_BUDGETS = ["-5", "-0", "nan", "inf", "1e309", "abc", "2e9", "1" + "0" * 130]
+
+
+def everything_in(rt: Runtime) -> list[dict[str, Any]]:
+    """The whole table in key order: what a refused command must leave as it found it."""
+    items: list[dict[str, Any]] = rt.records.table.resource.scan(ConsistentRead=True)["Items"]
+    return sorted(items, key=lambda item: str(item["pk"]))
+
+
+def one_line_refusal(capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("amount", BAD_BUDGETS)
+def test_keys_create_with_a_budget_that_is_not_an_amount_writes_nothing_and_exits_2(
+    rt: Runtime, aws: LocalResources, amount: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = everything_in(rt)
+    assert main(["keys", "create", "acme", "--budget", amount]) == 2
+    err = one_line_refusal(capsys)
+    assert err.startswith(f"i2v: --budget {amount[:40]!r} is not a budget: a budget is USD a month, a number")
+    assert everything_in(rt) == before  # no key, no tenant, no budget
+    assert not rt.records.tenant_exists("acme")
+
+
+def test_keys_create_with_a_bad_tenant_and_a_bad_budget_writes_nothing_and_exits_2(
+    rt: Runtime, aws: LocalResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = everything_in(rt)
+    assert main(["keys", "create", "t", "--budget", "-5"]) == 2
+    assert "i2v: tenant 't' is not a valid name" in one_line_refusal(capsys)
+    assert everything_in(rt) == before
+
+
+@pytest.fixture
+def acme_at_3_usd(rt: Runtime) -> str:
+    """Tenant `acme` with a key and a $3.00 budget, $0.50 of this month's held by a task in flight."""
+    rt.records.put_api_key("acme-key", "acme")
+    rt.records.set_budget("acme", 3.0)
+    month = {"pk": f"BUDGET#acme#{period_of(rt.records.now())}", "limit": Decimal("3.0")}
+    rt.records.table.resource.put_item(Item={**month, "remaining": Decimal("2.5")})
+    return "acme"
+
+
+@pytest.mark.parametrize("amount", BAD_BUDGETS)
+def test_keys_budget_that_is_not_an_amount_writes_nothing_and_exits_2(
+    rt: Runtime, aws: LocalResources, acme_at_3_usd: str, amount: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = everything_in(rt)
+    assert main(["keys", "budget", acme_at_3_usd, amount]) == 2
+    err = one_line_refusal(capsys)
+    assert err.startswith(f"i2v: {amount[:40]!r} is not a budget: a budget is USD a month, a number")
+    assert everything_in(rt) == before  # the budget and what remains of this month's are as they were
+    assert rt.records.budget(acme_at_3_usd) == 3.0
+
+
+def test_keys_budget_sets_an_amount_0_or_none(
+    rt: Runtime, aws: LocalResources, acme_at_3_usd: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for amount, said, budget in (
+        ("5", "$5.00 a month", 5.0),
+        ("0", "$0.00 a month", 0.0),
+        ("none", "no budget", None),
+    ):
+        assert main(["keys", "budget", acme_at_3_usd, amount]) == 0
+        assert capsys.readouterr().out == f"acme: {said}\n"
+        assert rt.records.budget(acme_at_3_usd) == budget
+
+
+def test_keys_create_with_a_budget_stores_the_key_the_tenant_and_the_budget(
+    rt: Runtime, aws: LocalResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "acme", "--budget", "12.50"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert rt.records.tenant_for_key(key) == "acme"
+    assert rt.records.budget("acme") == 12.5
+
+
+def test_keys_create_whose_budget_cannot_be_stored_leaves_no_key_and_no_tenant(
+    rt: Runtime, aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The budget is written first: a key is never left usable by a tenant without the budget asked for.
+    def refused(self: Records, tenant: str, usd: float | None) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+
+    monkeypatch.setattr(Records, "set_budget", refused)
+    before = everything_in(rt)
+    with contextlib.suppress(ClientError):
+        main(["keys", "create", "acme", "--budget", "5"])
+    assert everything_in(rt) == before
 
 
 def test_idempotency_keys_of_two_tenants_never_collide(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,23 @@ from botocore.exceptions import ClientError
 from i2v import layout
 from i2v.dynamo import Table, plain
 from i2v.models import ProviderHealth, WebhookDelivery
+
+MAX_BUDGET_USD = 1_000_000_000  # far above any month's spend, far below DynamoDB's largest number (1E+126)
+
+
+def budget_usd(text: str) -> float:
+    """A monthly budget as typed, in USD: a finite number from 0 to MAX_BUDGET_USD with no minus sign (`-0`
+    is refused too); else a ValueError saying what a budget is. What `set_budget` holds amounts to."""
+    try:
+        usd = float(text)
+    except ValueError:
+        usd = math.nan
+    if not math.isfinite(usd) or math.copysign(1.0, usd) < 0 or usd > MAX_BUDGET_USD:
+        raise ValueError(
+            f"{text[:40]!r} is not a budget: a budget is USD a month, a number from 0 to {MAX_BUDGET_USD:,}"
+            " such as 20 or 12.50"
+        )
+    return usd
 
 
 def hash_key(api_key: str) -> str:
@@ -60,8 +78,8 @@ class Records:
         """Set (or with None remove) a tenant's monthly budget. This month's remaining amount moves by the
         change, so what is reserved or spent stays counted."""
         layout.check_tenant(tenant)
-        if usd is not None and usd < 0:
-            raise ValueError("a budget is 0 or more USD")
+        if usd is not None:
+            budget_usd(repr(usd))
         key = {"pk": f"TENANT#{tenant}"}
         if usd is None:
             self.table.resource.update_item(Key=key, UpdateExpression="REMOVE budget_usd")
