@@ -22,7 +22,7 @@ rt = Runtime.from_environment()
 def on_notification(notification: UploadNotification) -> None:
     for record in notification.Records:
         key = record.s3.object.plain_key
-        task = from_upload(rt, record.s3.bucket.name, key, record.s3.object.eTag)
+        task = from_upload(rt, record.s3.bucket.name, key, record.s3.object.version)
         logger.info("upload", key=key, task_id=task and task.id, status=task and task.status.value)
 
 

@@ -210,7 +210,7 @@ def test_listing_pages_newest_first(sim: Simulator, api: httpx.Client, image_url
     assert api.get("/v1/videos", params={"cursor": "garbage"}).status_code == 422
 
 
-def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(
+def test_s3_upload_is_animated_with_its_metadata_prompt_to_its_own_key_in_the_mirrored_folder(
     api: httpx.Client, stack: LocalStack
 ) -> None:
     key = f"uploads/{stack.tenant}/trips/hills.png"
@@ -226,7 +226,7 @@ def test_s3_upload_is_animated_with_its_metadata_prompt_and_mirrored_output(
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
     assert view["request"]["prompt"] == "wind in the grass"
-    assert view["output"]["key"] == f"outputs/{stack.tenant}/trips/hills.mp4"
+    assert view["output"]["key"] == f"outputs/{stack.tenant}/trips/hills-{task['id']}.mp4"
     assert (
         s3.head_object(Bucket=stack.bucket, Key=view["output"]["key"])["ContentLength"]
         == view["output"]["size"]
@@ -342,7 +342,7 @@ def jpeg_of_the_sample() -> bytes:
         ("été [1]+2.png", sample_png),
     ],
 )
-def test_a_drop_folder_image_named_as_people_name_files_is_animated_to_the_mirrored_key(
+def test_a_drop_folder_image_named_as_people_name_files_is_animated_beside_its_mirrored_name(
     api: httpx.Client, stack: LocalStack, name: str, body: Any
 ) -> None:
     key = f"uploads/{stack.tenant}/{name}"
@@ -351,7 +351,7 @@ def test_a_drop_folder_image_named_as_people_name_files_is_animated_to_the_mirro
     task = wait_for(lambda: tasks_for_key(api, key))[0]
     view = finished(api, task["id"])
     assert view["status"] == "succeeded", view.get("error")
-    mirrored = f"outputs/{stack.tenant}/{name.rsplit('.', 1)[0]}.mp4"
+    mirrored = f"outputs/{stack.tenant}/{name.rsplit('.', 1)[0]}-{task['id']}.mp4"
     assert view["output"]["key"] == mirrored
     video = s3.get_object(Bucket=stack.bucket, Key=mirrored)["Body"].read()
     assert len(video) == view["output"]["size"]
@@ -371,3 +371,39 @@ def test_a_drop_folder_file_the_model_cannot_take_is_listed_as_a_failed_task(
         task["error"]["message"]
         == "'party time.gif' is not an image the model accepts (JPEG, PNG, BMP, WEBP)"
     )
+
+
+def test_no_later_upload_changes_the_video_of_a_task_that_has_ended(
+    api: httpx.Client, stack: LocalStack, image_url: str
+) -> None:
+    """An API task, then cat.png twice (another prompt the second time, so another video), cat.jpg beside
+    it, and an image named after the API task: each task keeps its own video at its own key."""
+    s3, tenant = boto3.client("s3"), stack.tenant
+    shape = {"duration": "2", "resolution": "720p"}
+    ended = [finished(api, create(api, {"image_url": image_url, "prompt": "api", **shape})["id"])]
+    png = open("assets/sample.png", "rb").read()  # noqa: SIM115 - read whole at once
+    jpeg = io.BytesIO()
+    with av.open(io.BytesIO(png)) as container:  # the sample as a JPEG, decoded and encoded by PyAV
+        next(container.decode(video=0)).to_image().convert("RGB").save(jpeg, "JPEG")
+    drops = [
+        ("cat.png", png, "first cat"),
+        ("cat.png", png, "second cat"),
+        ("cat.jpg", jpeg.getvalue(), "jpeg cat"),
+        (f"{ended[0]['id']}.png", png, "named like a task"),
+    ]
+    for name, body, prompt in drops:
+        key = f"uploads/{tenant}/{name}"
+        seen = {t["id"] for t in tasks_for_key(api, key)}
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata={"prompt": prompt, **shape})
+        [task] = wait_for(
+            lambda key=key, seen=seen: [t for t in tasks_for_key(api, key) if t["id"] not in seen]
+        )
+        ended.append(finished(api, task["id"]))
+    assert [view["status"] for view in ended] == ["succeeded"] * 5, [v.get("error") for v in ended]
+    keys = [view["output"]["key"] for view in ended]
+    assert len(set(keys)) == 5, keys
+    assert len({view["output"]["sha256"] for view in ended}) == 5  # five prompts, five videos
+    for view in ended:  # after every later upload, each task's URL serves the video it records
+        fresh = api.get(f"/v1/videos/{view['id']}").json()
+        download = httpx.get(fresh["output_url"])
+        assert hashlib.sha256(download.content).hexdigest() == view["output"]["sha256"], view["id"]

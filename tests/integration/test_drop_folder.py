@@ -20,7 +20,7 @@ from i2v.uploads import from_upload
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.stack import sqs_event
-from tests.support import invoke, load_event
+from tests.support import api_call, invoke, load_event
 
 PYDANTIC_HELP = "errors.pydantic.dev"
 
@@ -84,7 +84,8 @@ def test_an_image_with_any_key_s3_can_hold_becomes_a_task_from_s3s_own_notificat
     [task] = tasks_of(rt, "demo")
     assert (task.status, task.source_key, task.request.prompt) == (Status.SUBMITTED, key, "ripples")
     assert layout.parse_s3_url(task.request.image_url or "", bucket) == key
-    assert layout.output_key(task) == "outputs/" + key.removeprefix("uploads/").rsplit(".", 1)[0] + ".mp4"
+    stem = key.removeprefix("uploads/").rsplit(".", 1)[0]
+    assert layout.output_key(task) == f"outputs/{stem}-{task.id}.mp4"
 
 
 REFUSED = [
@@ -121,14 +122,20 @@ def test_a_key_that_cannot_be_a_task_is_a_failed_task_kept_from_any_other_tenant
     assert task.tenant == owner
 
 
-def test_a_refused_upload_is_recorded_once_per_object_version(rt: Runtime, aws: LocalResources) -> None:
+def test_a_refused_upload_is_recorded_once_per_put(rt: Runtime, aws: LocalResources) -> None:
     event = s3_event(aws.refs["Bucket"], "uploads/demo/party.gif")
     invoke("s3_trigger", event)
     invoke("s3_trigger", event)  # a redelivered notification
     assert len(tasks_of(rt, "demo")) == 1
-    event["Records"][0]["s3"]["object"]["eTag"] = "e2"  # the file put again
+    event["Records"][0]["s3"]["object"]["sequencer"] = "0A1B2C3D4E5F678902"  # the same bytes put again
     invoke("s3_trigger", event)
     assert len(tasks_of(rt, "demo")) == 2
+    del event["Records"][0]["s3"]["object"]["sequencer"]  # as moto writes it: the ETag tells puts apart
+    invoke("s3_trigger", event)
+    invoke("s3_trigger", event)
+    event["Records"][0]["s3"]["object"]["eTag"] = "e2"
+    invoke("s3_trigger", event)
+    assert len(tasks_of(rt, "demo")) == 4
 
 
 @pytest.mark.parametrize(
@@ -187,6 +194,8 @@ def test_refused_sidecar_options_name_the_sidecar_field_and_the_limit(
         (b'{"prompt": "a lake",}', "lake.json is not JSON: Expecting property name enclosed in double"),
         (b'["a lake"]', 'lake.json must hold one JSON object of options, like {"prompt": "..."}'),
         (b"\xff\xfe", "lake.json is not JSON: "),
+        (b'{"seed": ' + b"1" * 5000 + b"}", "lake.json is not JSON: a number in it has more digits than"),
+        (b"[" * 30_000 + b"]" * 30_000, "lake.json is not JSON: it is nested too deeply"),
     ],
 )
 def test_a_sidecar_that_cannot_be_read_fails_the_upload_saying_why(
@@ -258,3 +267,29 @@ def test_an_image_s3_answers_with_403_is_a_failed_task(rt: Runtime, aws: LocalRe
     assert task.status == Status.FAILED
     assert task.error
     assert "could not be read" in task.error.message
+
+
+def test_idempotency_keys_a_client_sends_cannot_spend_the_keys_the_drop_folder_makes_for_itself(
+    rt: Runtime, aws: LocalResources
+) -> None:
+    bucket, s3 = aws.refs["Bucket"], boto3.client("s3")
+    etags = {}
+    for key in ("uploads/demo/victim.png", "uploads/demo/party.gif"):
+        etags[key] = s3.put_object(Bucket=bucket, Key=key, Body=image("victim.png"))["ETag"].strip('"')
+    # Every form the gateway's own keys have taken, sent first by a client of the same tenant.
+    for key, etag in etags.items():
+        for sent in (
+            f"s3:{key}:{etag}",
+            f"{key}:{etag}",
+            f"s3:{key}:{etag}:rejected",
+            f"{key}:{etag}:rejected",
+        ):
+            body = {"image_url": f"s3://{bucket}/inputs/demo/sample.png", "prompt": sent}
+            status, answer = api_call("POST", "/v1/videos", body, headers={"Idempotency-Key": sent})
+            assert status == 202, answer
+    assert invoke("s3_trigger", notified(aws)) == {"batchItemFailures": []}
+    dropped = {t.source_key: t for t in tasks_of(rt, "demo") if t.source == "s3"}
+    assert dropped["uploads/demo/victim.png"].status is Status.SUBMITTED, dropped
+    refused = dropped["uploads/demo/party.gif"]
+    assert refused.error
+    assert "is not an image the model accepts" in refused.error.message

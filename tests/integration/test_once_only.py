@@ -29,11 +29,11 @@ from werkzeug.wrappers import Request, Response
 from i2v import cancel, create, layout
 from i2v.ingest import ingest
 from i2v.lifecycle import Step, Work
-from i2v.media import PART_SIZE
+from i2v.media import PART_SIZE, stream_to_s3
 from i2v.messages import IngestMessage
 from i2v.models import TERMINAL, Mode, Status, Task, VideoRequest
 from i2v.runtime import Runtime
-from i2v.store import new_task_id
+from i2v.store import Claim, new_task_id
 from i2v.sweep import sweep
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
@@ -558,14 +558,13 @@ def test_cancel_racing_the_ingest_of_a_finished_job_ends_each_task_once(
 # -- an ingest that died after storing the MP4 ---------------------------------------------------------------
 
 
-def died_after_storing(rt: Runtime, aws: LocalResources, task: Task, owner_id: str | None = None) -> str:
-    """An ingest claimed the task and stored its video (tagged with `owner_id`, by default the task's),
-    then died before ending the task. The output key."""
+def died_after_storing(rt: Runtime, aws: LocalResources, task: Task) -> str:
+    """An ingest claimed the task and stored its video, then died before ending the task. The output key."""
     claim = rt.tasks.claim(task.id, Work.INGEST, 600, {Status.SUBMITTED, Status.PROCESSING})
     assert claim is not None
     key = layout.output_key(task)
     boto3.client("s3").put_object(
-        Bucket=aws.refs["Bucket"], Key=key, Body=mp4_like(4096, 3), Metadata={"task-id": owner_id or task.id}
+        Bucket=aws.refs["Bucket"], Key=key, Body=mp4_like(4096, 3), Metadata={"task-id": task.id}
     )
     return key
 
@@ -598,33 +597,93 @@ def test_output_of_an_ingest_that_died_is_removed_when_the_task_ends_otherwise(
     assert announced(bus) == Counter({(task.id, ending.value): 1})
 
 
-def test_discarding_a_stray_output_leaves_another_tasks_video_at_the_same_key(
-    rt: Runtime, tenant: str, aws: LocalResources
-) -> None:
-    # Two drop-folder tasks for uploads/demo/cat.png: the first one's ingest stored its video and died;
-    # then the image was uploaded again and that task's video replaced it at the same output key.
+def drop_task(rt: Runtime, tenant: str, bucket: str, name: str) -> Task:
+    """A drop-folder task for uploads/<tenant>/<name>, at its provider."""
     now = int(time.time())
-    first = Task(
+    task = Task(
         id=new_task_id(),
         tenant=tenant,
         status=Status.PROCESSING,
-        request=VideoRequest(image_url=f"s3://{aws.refs['Bucket']}/uploads/{tenant}/cat.png"),
+        request=VideoRequest(image_url=f"s3://{bucket}/uploads/{tenant}/{name}"),
         mode=Mode.FIRST_FRAME,
         source="s3",
-        source_key=f"uploads/{tenant}/cat.png",
+        source_key=f"uploads/{tenant}/{name}",
         providers=["local"],
         created_at=now,
         updated_at=now,
         deadline_at=now + 3600,
         next_poll_at=now + 60,
     )
-    rt.tasks.create(first)
-    later = new_task_id()
-    key = died_after_storing(rt, aws, first, owner_id=later)
-    assert key == f"outputs/{tenant}/cat.mp4"
+    rt.tasks.create(task)
+    return task
+
+
+def test_discarding_a_stray_output_leaves_the_video_of_a_later_upload_of_the_same_name(
+    rt: Runtime, tenant: str, aws: LocalResources
+) -> None:
+    # Two drop-folder tasks for uploads/demo/cat.png: the first one's ingest stored its video and died;
+    # then the image was uploaded again and that task's video was stored too.
+    first = drop_task(rt, tenant, aws.refs["Bucket"], "cat.png")
+    later = drop_task(rt, tenant, aws.refs["Bucket"], "cat.png")
+    stray, kept = died_after_storing(rt, aws, first), died_after_storing(rt, aws, later)
+    assert (stray, kept) == (f"outputs/{tenant}/cat-{first.id}.mp4", f"outputs/{tenant}/cat-{later.id}.mp4")
     rt.tasks.update(first.id, lease_ingest_until=past())
 
     assert cancel.cancel(rt, tenant, first.id).status is Status.CANCELLED
 
-    head = boto3.client("s3").head_object(Bucket=aws.refs["Bucket"], Key=key)
-    assert head["Metadata"] == {"task-id": later}
+    assert list(outputs(aws, tenant)) == [kept]
+    head = boto3.client("s3").head_object(Bucket=aws.refs["Bucket"], Key=kept)
+    assert head["Metadata"] == {"task-id": later.id}
+
+
+def test_the_copy_into_s3_never_replaces_an_object_at_its_key(
+    rt: Runtime, tenant: str, aws: LocalResources, local_sim: LocalSimulator, small_result: Path
+) -> None:
+    task = submitted_task(rt, tenant, local_sim)
+    key = died_after_storing(rt, aws, task)
+    before = stored_object(aws, key)
+    url = job_done(local_sim, task, small_result)
+    with pytest.raises(ClientError) as refused:
+        stream_to_s3(rt.fetcher, rt.s3, url, aws.refs["Bucket"], key, {"task-id": task.id})
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert stored_object(aws, key) == before
+    assert boto3.client("s3").list_multipart_uploads(Bucket=aws.refs["Bucket"]).get("Uploads", []) == []
+
+
+def test_an_ingest_that_finds_a_dead_ingests_copy_at_its_key_stores_its_own_video_there(
+    rt: Runtime, tenant: str, aws: LocalResources, local_sim: LocalSimulator, small_result: Path
+) -> None:
+    task = submitted_task(rt, tenant, local_sim)
+    key = died_after_storing(rt, aws, task)  # a copy of other bytes, by a holder whose lease then lapsed
+    rt.tasks.update(task.id, lease_ingest_until=past())
+    url = job_done(local_sim, task, small_result)
+
+    assert ingest(rt, IngestMessage(task_id=task.id, result_url=url)) == "succeeded"
+
+    served = small_result.read_bytes()
+    stored = rt.tasks.require(task.id)
+    assert stored.output is not None
+    assert (stored.output.key, stored.output.sha256) == (key, hashlib.sha256(served).hexdigest())
+    assert stored_object(aws, key) == served
+
+
+def ingest_as(rt: Runtime, claim: Claim, url: str) -> str:
+    """The ingest use case resumed by the holder of `claim`, taken earlier (a copy that stalled)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rt.tasks, "claim", lambda *_, **__: claim)
+        return ingest(rt, IngestMessage(task_id=claim.task_id, result_url=url))
+
+
+def test_an_ingest_that_lost_its_lease_to_a_later_holder_leaves_the_object_at_its_key_alone(
+    rt: Runtime, tenant: str, aws: LocalResources, local_sim: LocalSimulator, small_result: Path
+) -> None:
+    task = submitted_task(rt, tenant, local_sim)
+    url = job_done(local_sim, task, small_result)
+    stale = rt.tasks.claim(task.id, Work.INGEST, 600, {Status.SUBMITTED, Status.PROCESSING})
+    assert stale is not None
+    rt.tasks.update(task.id, lease_ingest_until=past())  # it stalled past its lease...
+    key = died_after_storing(rt, aws, task)  # ...and a later holder stored its copy (and holds the lease)
+    before = stored_object(aws, key)
+    # The stale holder's copy meets the object; its lease is gone, so it must not remove it.
+    assert ingest_as(rt, stale, url) == "lost_lease"
+    assert stored_object(aws, key) == before

@@ -11,7 +11,7 @@ from i2v.lifecycle import Step, Work
 from i2v.models import TERMINAL, Mode, RequestProblem, Status, Task, VideoRequest
 from i2v.providers.base import ProviderState
 from i2v.records import Records
-from i2v.store import Claim, IdempotencyConflict, TaskStore, new_task_id
+from i2v.store import Claim, Idempotency, IdempotencyConflict, TaskStore, new_task_id
 from i2v_local.aws import LocalResources
 
 
@@ -247,17 +247,17 @@ def test_a_cursor_cannot_reach_another_tenants_listing(store: TaskStore, clock: 
 
 
 def test_same_idempotency_key_and_body_returns_the_first_task(store: TaskStore, clock: Clock) -> None:
-    first, created = store.create(make_task(clock), ("key-1", "hash-a"))
-    again, created_again = store.create(make_task(clock), ("key-1", "hash-a"))
+    first, created = store.create(make_task(clock), Idempotency.client("acme", "key-1", "hash-a"))
+    again, created_again = store.create(make_task(clock), Idempotency.client("acme", "key-1", "hash-a"))
     assert created
     assert not created_again
     assert again.id == first.id
 
 
 def test_same_idempotency_key_with_another_body_conflicts(store: TaskStore, clock: Clock) -> None:
-    store.create(make_task(clock), ("key-1", "hash-a"))
+    store.create(make_task(clock), Idempotency.client("acme", "key-1", "hash-a"))
     with pytest.raises(IdempotencyConflict):
-        store.create(make_task(clock), ("key-1", "hash-b"))
+        store.create(make_task(clock), Idempotency.client("acme", "key-1", "hash-b"))
 
 
 def test_ingest_claim_is_taken_once_until_its_lease_ends(store: TaskStore, clock: Clock) -> None:

@@ -25,7 +25,7 @@ from i2v.pricing import price_per_second
 from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
 from i2v.providers import registry
 from i2v.runtime import Runtime
-from i2v.store import BudgetExceeded, new_task_id
+from i2v.store import BudgetExceeded, Idempotency, new_task_id
 
 
 def request_hash(req: VideoRequest) -> str:
@@ -37,19 +37,29 @@ def create(
     tenant: str,
     req: VideoRequest,
     idempotency_key: str | None = None,
-    source_key: str | None = None,
+    source: tuple[str, str] | None = None,
 ) -> tuple[Task, bool]:
     """Validate, route, store, then submit. Returns (task, created); a replayed key returns the first task.
 
-    `source_key` is the drop-folder image a task was made from (None for the API). The whole call answers
+    `idempotency_key` is the client's; `source` is the drop-folder image a task is made from (its key and
+    the version its notification names: with the request, the gateway's own idempotency key), None for
+    the API. The whole call answers
     within `create_deadline_seconds`: the submit gets what the probing left (see `submit.submit`).
     """
     deadline = rt.client.deadline_in(rt.settings.create_deadline_seconds)
     mode = req.resolved_mode()
-    idem = (idempotency_key, request_hash(req)) if idempotency_key else None
+    source_key = source[0] if source else None
+    idem = None
+    if source:
+        # The request is part of the gateway's own key: the same bytes put again with other options (the
+        # same ETag, where S3 gives no sequencer) are another upload, not a conflict.
+        digest = request_hash(req)
+        idem = Idempotency.gateway(tenant, f"{source[0]}:{source[1]}:{digest}", digest)
+    elif idempotency_key:
+        idem = Idempotency.client(tenant, idempotency_key, request_hash(req))
     if idem:
         # A replay is answered before the media are fetched again (their URLs may have expired since).
-        replayed = rt.tasks.idempotent_task(tenant, *idem)
+        replayed = rt.tasks.idempotent_task(idem)
         if replayed is not None:
             return replayed, False
     for name in MEDIA_FIELDS:

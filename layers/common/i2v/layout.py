@@ -3,7 +3,11 @@
 inputs/<tenant>/<yyyymmdd>/<random>-<filename>   files sent through POST /v1/uploads (expire after 7 days)
 uploads/<tenant>/<path>                          the drop folder: an image here becomes a task
 outputs/<tenant>/<task id>.mp4                   the video of an API task
-outputs/<tenant>/<path>.mp4                      the video of a drop-folder task, mirroring its upload
+outputs/<tenant>/<path>-<task id>.mp4            the video of a drop-folder task, beside its upload's name
+
+Every task's output key is its own (task ids are unique, and `-` is in no task id, so the two forms never
+meet): uploading `cat.png` again, or `cat.jpg` beside it, makes another video, never a new one under an
+old task. The key is written once: the copy refuses to overwrite (`If-None-Match: *`, i2v.media).
 
 S3 keys are literal strings: `a/../b` is not `b` to S3, but HTTP clients and path libraries collapse it. So a
 key the gateway acts on has no `.`, `..` or empty segment and no backslash; such keys are refused, never
@@ -76,9 +80,10 @@ def _stem(key: str) -> str:
 
 
 def output_key(task: Task) -> str:
+    """The task's own video key (see the module's docstring)."""
     if task.source == "s3" and task.source_key:
-        # uploads/<tenant>/a/cat.png -> outputs/<tenant>/a/cat.mp4
-        return f"{OUTPUTS}/{_stem(task.source_key.removeprefix(f'{UPLOADS}/'))}.mp4"
+        # uploads/<tenant>/a/cat.png -> outputs/<tenant>/a/cat-vid_….mp4
+        return f"{OUTPUTS}/{_stem(task.source_key.removeprefix(f'{UPLOADS}/'))}-{task.id}.mp4"
     return f"{OUTPUTS}/{task.tenant}/{task.id}.mp4"
 
 

@@ -404,7 +404,8 @@ def stream_to_s3(
     *,
     deadline: float = INGEST_DEADLINE_SECONDS,
 ) -> Output:
-    """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time.
+    """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time, to a key
+    that has no object yet (else botocore's ClientError PreconditionFailed, and nothing is written).
 
     The whole copy ends within `deadline` seconds (an httpx timeout past it, which the caller retries)."""
     end = time.monotonic() + deadline
@@ -443,8 +444,10 @@ def stream_to_s3(
                 parts.append(_upload_part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
         if head[4:8] != b"ftyp":
             raise IngestError("result is not an MP4 (no ftyp box)")
+        # Written once: an object already at the key makes this a 412 PreconditionFailed, never a
+        # replacement (S3 has had conditional writes since 2024-11; moto 5.2 honours them too).
         s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
         )
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

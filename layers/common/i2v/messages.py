@@ -39,6 +39,13 @@ class S3Bucket(BaseModel):
 class S3Object(BaseModel):
     key: str  # URL-encoded, as S3 writes it in notifications
     eTag: str = ""
+    sequencer: str = ""
+
+    @property
+    def version(self) -> str:
+        """What tells this put of the key from another: S3's sequencer (it grows with every put of a key;
+        a redelivered notification repeats it), else the ETag (moto's notifications have no sequencer)."""
+        return self.sequencer or self.eTag
 
     @property
     def plain_key(self) -> str:

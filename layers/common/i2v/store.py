@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -103,12 +103,32 @@ def _ends_turn(sets: dict[str, Any], removes: list[str] | None = None) -> list[s
     return removes
 
 
-def _idempotency_record(task: Task, key: str, request_hash: str) -> dict[str, Any]:
-    """The Put of the record that ties an Idempotency-Key (and its request) to the task it made, a day."""
+class Idempotency(NamedTuple):
+    """An idempotency record's key, and the hash of the request made under it.
+
+    Keys clients send (`Idempotency-Key`) and keys the gateway makes for itself (a drop-folder object's key
+    and ETag) live under their own prefixes: a client cannot spend a key the gateway will use, or the other
+    way round, whatever it sends.
+    """
+
+    record: str
+    request_hash: str
+
+    @classmethod
+    def client(cls, tenant: str, key: str, request_hash: str) -> Idempotency:
+        return cls(f"IDEM#{tenant}#{key}", request_hash)
+
+    @classmethod
+    def gateway(cls, tenant: str, key: str, request_hash: str) -> Idempotency:
+        return cls(f"OWNIDEM#{tenant}#{key}", request_hash)
+
+
+def _idempotency_record(task: Task, idem: Idempotency) -> dict[str, Any]:
+    """The Put of the record that ties an idempotency key (and its request) to the task it made, a day."""
     return {
         "Item": {
-            "pk": f"IDEM#{task.tenant}#{key}",
-            "hash": request_hash,
+            "pk": idem.record,
+            "hash": idem.request_hash,
             "task_id": task.id,
             "expires_at": task.created_at + 86400,
         },
@@ -155,7 +175,7 @@ class TaskStore:
     def create(
         self,
         task: Task,
-        idempotency: tuple[str, str] | None = None,
+        idempotency: Idempotency | None = None,
         holding: Claim | None = None,
         reserve: dict[str, Any] | None = None,
     ) -> tuple[Task, bool]:
@@ -174,7 +194,7 @@ class TaskStore:
             return task, True
         writes: list[tuple[str, dict[str, Any]]] = [("Put", put_task)]
         if idempotency is not None:
-            writes.append(("Put", _idempotency_record(task, *idempotency)))
+            writes.append(("Put", _idempotency_record(task, idempotency)))
         if reserve is not None:
             writes.append(("Update", reserve))
         try:
@@ -190,18 +210,17 @@ class TaskStore:
             if idempotency is None:
                 raise
         # The key was used (or is being used) by a concurrent or earlier create: answer with its task.
-        key, request_hash = idempotency
-        existing = self.idempotent_task(task.tenant, key, request_hash)
+        existing = self.idempotent_task(idempotency)
         if existing is None:  # the record outlived its task (TTL); treat the key as spent
             raise IdempotencyConflict()
         return existing, False
 
-    def idempotent_task(self, tenant: str, key: str, request_hash: str) -> Task | None:
+    def idempotent_task(self, idem: Idempotency) -> Task | None:
         """The task an idempotency key already made (None if unused); another body under it is a conflict."""
-        record = self.table.get(f"IDEM#{tenant}#{key}")
+        record = self.table.get(idem.record)
         if record is None:
             return None
-        if record["hash"] != request_hash:
+        if record["hash"] != idem.request_hash:
             raise IdempotencyConflict()
         return self.get(str(record["task_id"]))
 

@@ -8,7 +8,7 @@ backslash, a file the model cannot take (`.gif`), and a folder of no known tenan
 
 from __future__ import annotations
 
-import json
+import hashlib
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from i2v import layout, lifecycle
+from i2v import jsontext, layout, lifecycle
 from i2v.create import create
 from i2v.models import (
     Mode,
@@ -31,7 +31,7 @@ from i2v.models import (
 from i2v.notify import finish
 from i2v.presign import presign_put
 from i2v.runtime import Runtime
-from i2v.store import new_task_id
+from i2v.store import Idempotency, new_task_id
 
 logger = Logger(child=True)
 SIDECAR_BYTES = 64 * 1024
@@ -44,7 +44,7 @@ def ticket(rt: Runtime, tenant: str, upload: UploadRequest) -> UploadTicket:
     return UploadTicket(url=layout.s3_url(bucket, key), put_url=put_url, expires_at=expires_at)
 
 
-def from_upload(rt: Runtime, bucket: str, key: str, etag: str) -> Task | None:
+def from_upload(rt: Runtime, bucket: str, key: str, version: str) -> Task | None:
     """The task an object put in the drop folder becomes: a task for an image, a failed task for anything
     that cannot be one, None for what is ignored quietly (sidecars, keys under no tenant, folder markers).
 
@@ -60,24 +60,24 @@ def from_upload(rt: Runtime, bucket: str, key: str, etag: str) -> Task | None:
     known = rt.records.tenant_exists(found.tenant)
     owner = found.tenant if known else layout.UNATTRIBUTED
     if found.refusal:
-        return _rejected(rt, owner, key, etag, found.refusal)
+        return _rejected(rt, owner, key, version, found.refusal)
     if not known:
-        return _rejected(rt, owner, key, etag, f"{found.tenant!r} is not a tenant of this gateway")
+        return _rejected(rt, owner, key, version, f"{found.tenant!r} is not a tenant of this gateway")
     try:
         options, origins = _options(rt, bucket, key)
     except Unreadable as exc:
-        return _rejected(rt, owner, key, etag, str(exc))
+        return _rejected(rt, owner, key, version, str(exc))
     options["image_url"] = layout.s3_url(bucket, key)
     try:
         req = VideoRequest.model_validate(options)
-        task, _ = create(rt, owner, req, idempotency_key=f"s3:{key}:{etag}", source_key=key)
+        task, _ = create(rt, owner, req, source=(key, version))
     except ValidationError as exc:
         # Nobody is there to read a 422: record the refusal as a failed task the tenant can list.
-        return _rejected(rt, owner, key, etag, _plain_errors(exc, origins))
+        return _rejected(rt, owner, key, version, _plain_errors(exc, origins))
     except RequestProblem as exc:
-        return _rejected(rt, owner, key, etag, _problem_words(exc, origins))
+        return _rejected(rt, owner, key, version, _problem_words(exc, origins))
     except ValueError as exc:
-        return _rejected(rt, owner, key, etag, str(exc))
+        return _rejected(rt, owner, key, version, str(exc))
     return task
 
 
@@ -116,8 +116,8 @@ def _options(rt: Runtime, bucket: str, key: str) -> tuple[dict[str, Any], dict[s
     if len(body) > SIDECAR_BYTES:
         raise Unreadable(f"{name} is larger than {SIDECAR_BYTES // 1024} KB; options fit in far less")
     try:
-        loaded = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        loaded = jsontext.loads(body)
+    except jsontext.NotJson as exc:
         raise Unreadable(f"{name} is not JSON: {exc}") from None
     if not isinstance(loaded, dict):
         raise Unreadable(f'{name} must hold one JSON object of options, like {{"prompt": "..."}}')
@@ -191,7 +191,7 @@ def _plain(err: ErrorDetails) -> str:
     return words.get(kind, err["msg"])
 
 
-def _rejected(rt: Runtime, tenant: str, key: str, etag: str, message: str) -> Task:
+def _rejected(rt: Runtime, tenant: str, key: str, version: str, message: str) -> Task:
     """Record an upload that cannot become a task as a failed task. Nothing about the key can make this
     fail: the request keeps the image URL only if it is a valid one (the key is in `source_key` anyway)."""
     now = rt.now()
@@ -217,7 +217,12 @@ def _rejected(rt: Runtime, tenant: str, key: str, etag: str, message: str) -> Ta
         next_poll_at=now,  # announced like every end: by the outbox, drained now or by the sweeper
         outbox=[step.value for step in lifecycle.steps_after(Status.FAILED)],
     )
-    stored, created = rt.tasks.create(task, (f"s3:{key}:{etag}:rejected", "rejected"))
+    # Once per put and reason: a redelivered notification records nothing more; the same bytes put again
+    # with other (still refused) options are recorded again, saying why this time.
+    reason = hashlib.sha256(message.encode()).hexdigest()
+    stored, created = rt.tasks.create(
+        task, Idempotency.gateway(tenant, f"{key}:{version}:{reason}", "rejected")
+    )
     if created:
         finish(rt, stored)
     return stored
