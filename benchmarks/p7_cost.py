@@ -41,11 +41,11 @@ Prices are public us-east-1 list prices (on-demand, first volume tier, no free t
 pages they come from. They were checked on 2026-11-25 against stored copies of those pages (the newest seen
 date from 2025 and 2026; DynamoDB's on-demand units as halved on 2024-11-01); confirm before quoting them.
 
-The provider's price: no host in /work/shared/providers.md or seeds/ documents a Wan 2.7 i2v price ("NOT
-FOUND" for each). The only figure there is a third-party UI card quoting "$0.087-$0.145/output sec" for
-EvoLink (providers.md calls it weak). So the provider price is an ASSUMPTION, its low end by default
-(I2V_BENCH_PROVIDER_USD_PER_SECOND overrides it), and the price at which the gateway costs exactly 1% of the
-provider's spend (the break-even) is printed beside it.
+The provider's price: none of the hosts' docs
+documents a Wan 2.7 i2v price. The only figure we found is a third-party UI card in public client code
+quoting "$0.087-$0.145/output sec" for EvoLink (weak evidence). So the provider price is an ASSUMPTION, its
+low end by default (I2V_BENCH_PROVIDER_USD_PER_SECOND overrides it), and the price at which the gateway
+costs exactly 1% of the provider's spend (the break-even) is printed beside it.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ XRAY_TRACE = 5.00 / 1e6  # https://aws.amazon.com/xray/pricing/ (traces recorded
 PROVIDER_USD_PER_SECOND = _env_float("I2V_BENCH_PROVIDER_USD_PER_SECOND", 0.087)
 # ASSUMPTION: a provider's 5 s 720p MP4 at about 8 Mbit/s. The local renderer's files are a few tens of KB.
 OUTPUT_MB = _env_float("I2V_BENCH_OUTPUT_MB", 5.0)
-# ASSUMPTION: how long a job runs at the provider; providers.md's only figure is EvoLink's example
-# `estimated_time: 120`.
+# ASSUMPTION: how long a job runs at the provider; we take EvoLink's documented example
+# `estimated_time: 120` (https://docs.evolink.ai/en/api-manual/video-series/wan2.7/wan2.7-image-to-video).
 GENERATION_SECONDS = _env_float("I2V_BENCH_GENERATION_SECONDS", 120.0)
 SWEEPS_PER_MONTH = 30 * 24 * 60  # template.yaml: the sweeper's Schedule is rate(1 minute)
 POLL_INTERVAL_SECONDS = 15  # i2v.config.Settings.poll_interval_seconds, deployed (no provider ETA)
@@ -788,7 +788,7 @@ def report(counted: Counted, wiring: Wiring, window: float, statuses: Counter[st
         f"break-even: the gateway is exactly 1% of the provider's spend at ${breakeven:.5f} per second of"
         f" video (${breakeven * VIDEO_SECONDS:.4f} a {VIDEO_SECONDS} s video). The provider price is an"
         f" ASSUMPTION, ${PROVIDER_USD_PER_SECOND:g}/s (I2V_BENCH_PROVIDER_USD_PER_SECOND): no host documents"
-        " one; it is the low end of a third-party quote for EvoLink cited in providers.md"
+        " one; it is the low end of a third-party quote for EvoLink (not a list price)"
     )
 
     names = " + ".join(sorted(wiring.polling))

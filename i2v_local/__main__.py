@@ -14,13 +14,13 @@ from pathlib import Path
 def up(port: int) -> int:
     from i2v_cli.show import console as screen
     from i2v_cli.show import working
-    from i2v_local.stack import SIMULATORS, LocalStack
+    from i2v_local.stack import LocalStack, simulators
 
     # A spinner on a terminal; in a pipe or a log, plain lines with every URL and key whole on its line.
     console = screen()
     with working(console, "starting the local stack…"):
-        # Fixed ports, so events/env.json can point `sam local invoke` containers at them.
-        ports = {name: 8700 + i for i, name in enumerate(SIMULATORS)}  # local is 8700
+        # Fixed ports, so events/env.json can point `sam local invoke` containers at them: local is 8700.
+        ports = {name: 8700 + i for i, name in enumerate(simulators())}
         stack = LocalStack(port=port, aws_port=5000, simulator_ports=ports).start()
     console.print(
         f"API          [bold]{stack.url}[/]   (docs: {stack.url}/docs, spec: {stack.url}/openapi.json)"

@@ -119,9 +119,10 @@ class LocalResources:
     def function_environment(self, public_base_url: str) -> dict[str, str]:
         """The functions' environment as the template sets it, plus what only the local stack knows."""
         env = self.template["Globals"]["Function"]["Environment"]["Variables"]
-        # An empty variable is one the template declares only for `sam local invoke` to fill; here the local
-        # stack's own environment (AWS_ENDPOINT_URL above all) must not be blanked by it.
-        resolved = {k: str(self.resolve(v)) for k, v in env.items() if v != ""}
+        # An empty variable is one the template declares only for `sam local invoke` to fill, or a parameter
+        # left at an empty default: here neither may blank the local stack's own environment (AWS_ENDPOINT_URL
+        # above all), whichever way it came to be empty.
+        resolved = {k: text for k, v in env.items() if (text := str(self.resolve(v))) != ""}
         # The operator's choices that a local run (or a test) may set in its own environment instead.
         resolved.update({k: os.environ[k] for k in OPERATOR_CHOICES if k in os.environ})
         resolved.update(

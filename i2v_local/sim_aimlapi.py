@@ -1,7 +1,10 @@
-"""Simulator for AI/ML API's universal video endpoint serving `alibaba/wan-2-7-i2v` (providers.md section 5).
+"""Simulator for AI/ML API's universal video endpoint serving `alibaba/wan-2-7-i2v`.
 
 POST /v2/video/generations and GET /v2/video/generations?generation_id=<id> both answer {id, status, video,
 error, meta}; errors are {message, path, requestId, statusCode, timestamp}. No callbacks, no cancel.
+
+Sources: https://docs.aimlapi.com/api-references/video-models/alibaba-cloud/wan-2.7-image-to-video ;
+the error shape is from docs/errors-and-messages/ in AI/ML API's docs repository, aimlapi/api-docs.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ OUT_OF_CREDITS = (
 
 class AimlapiSimulator(Simulator):
     name = "aimlapi"
+    never_issued = "AAAAAAAAAAAAAAAAAAAAA"  # 21 characters of nanoid's alphabet, like the ids it issues
     # Result URL lifetime is NOT FOUND in the docs; the engine's one hour stands in for it.
 
     def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
@@ -208,3 +212,6 @@ def _usage(duration: int) -> dict[str, float]:
     # GUESS: the doc example (duration 5, 1080p) used 120000 credits / $0.06; scaled linearly by duration.
     credits = 24_000 * duration
     return {"credits_used": credits, "usd_spent": round(credits / 2_000_000, 4)}
+
+
+SIMULATOR = AimlapiSimulator

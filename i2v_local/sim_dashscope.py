@@ -1,7 +1,10 @@
-"""Simulator for Alibaba Cloud Model Studio (DashScope), native wan2.7-i2v API (providers.md section 6).
+"""Simulator for Alibaba Cloud Model Studio (DashScope), native wan2.7-i2v API.
 
 POST /api/v1/services/aigc/video-generation/video-synthesis with X-DashScope-Async: enable -> {request_id,
 output: {task_id, task_status}}; GET /api/v1/tasks/<task_id>. Polling only: no callbacks, no cancel endpoint.
+
+Sources: https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference ,
+https://platform.qianwenai.com/docs/api-reference/video-generation/wan27-image-to-video/query-result .
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ VALID_COMBINATIONS = frozenset(
 URL_SCHEMES = ("http://", "https://", "oss://", "data:")  # public URL, OSS temporary URL, base64 data URI
 RESOLUTIONS = ("720P", "1080P")
 # The wan2.7 image-to-video API reference
-# (https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference; providers.md
-# section 6): parameters.duration "int 2-15", parameters.seed "0-2147483647".
+# (https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference):
+# parameters.duration "int 2-15", parameters.seed "0-2147483647".
 MIN_DURATION, MAX_DURATION = 2, 15
 MAX_SEED = 2_147_483_647
-# Prompt lengths are NOT FOUND in providers.md section 6; these are the model's limits as the other hosts
+# DashScope's docs do not state prompt lengths; these are the model's limits as the other hosts
 # document them. They only word a type error: over-long prompts are truncated, not refused (see _parse).
 MAX_PROMPT = 5000
 MAX_NEGATIVE_PROMPT = 500
@@ -67,6 +70,8 @@ CHINA = timezone(timedelta(hours=8))
 
 class DashscopeSimulator(Simulator):
     name = "dashscope"
+    never_issued = "00000000-0000-4000-8000-000000000000"
+    unknown_job_answer = "a 200 whose task_status is UNKNOWN (documented; see test_dashscope.py)"
     result_ttl_seconds = 24 * 3600  # "video_url ... valid for 24 hours"
     task_ttl_seconds = 24 * 3600  # "task_id is valid for 24 hours"; then the query says UNKNOWN
 
@@ -313,3 +318,6 @@ def _seconds(path: Path) -> float:
             return container.duration / av.time_base if container.duration else 0.0
     except (av.error.FFmpegError, OSError):
         return 0.0
+
+
+SIMULATOR = DashscopeSimulator

@@ -1,7 +1,10 @@
-"""Simulator for EvoLink's unified video API with model `wan2.7-image-to-video` (providers.md, section 4).
+"""Simulator for EvoLink's unified video API with model `wan2.7-image-to-video`.
 
 POST /v1/videos/generations -> 200 task object (`task-unified-<epoch>-<8 chars>`, status pending);
 GET /v1/tasks/<id>; callbacks POST the task object when a task completes, fails or is cancelled.
+
+Sources: https://docs.evolink.ai/en/api-manual/video-series/wan2.7/wan2.7-image-to-video ,
+https://docs.evolink.ai/en/api-manual/task-management/get-task-detail .
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Invalid(Exception):
 
 class EvolinkSimulator(Simulator):
     name = "evolink"
+    never_issued = "task-unified-1757169743-zzzzzzzz"
     result_ttl_seconds = 24 * 3600  # "Generated video links are valid for 24 hours"
     callback_retries = (1, 2, 4)  # documented: up to 3 retries, 1/2/4 s after a failure
     callback_timeout = 10.0  # documented
@@ -320,3 +324,6 @@ def estimated_seconds(task: SimTask) -> int:
 def credits(task: SimTask) -> float:
     # A placeholder rate: the docs' credits_reserved is a generic example, and billing follows duration.
     return round(task.duration * (1.5 if task.short_side == 1080 else 1.0), 2)
+
+
+SIMULATOR = EvolinkSimulator

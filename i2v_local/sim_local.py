@@ -32,6 +32,7 @@ MAX_SEED = 2_147_483_647
 
 class LocalSimulator(Simulator):
     name = "local"
+    never_issued = "no-such-task"
 
     def rules(self) -> list[Rule]:
         return [
@@ -113,3 +114,6 @@ class LocalSimulator(Simulator):
         if not self.cancel_requested(task):
             return self.json({"error": {"code": "not_cancellable", "message": f"task is {task.state}"}}, 409)
         return self.json(self.task_json(task))
+
+
+SIMULATOR = LocalSimulator

@@ -22,9 +22,9 @@ STATUS_NAMES = {
     "cancelled": "TASK_STATUS_CANCELED",
 }
 RESOLUTIONS = ("720P", "1080P")
-# The wan2.7-i2v reference (https://novita.ai/docs/api-reference/model-apis-wan2.7-i2v;
-# providers.md section 2 and its seeds/novita-wan2.7-i2v.txt), and word for word HighwayAPI's copy
-# (seeds/highwayapi-wan2.7-i2v.txt): prompt "Length limit: 0 - 5000", negative_prompt "Length limit: 0 - 500",
+# The wan2.7-i2v reference (https://novita.ai/docs/api-reference/model-apis-wan2.7-i2v),
+# and word for word HighwayAPI's copy (https://docs.jiekou.ai/en/docs/models/reference-wan2.7-i2v):
+# prompt "Length limit: 0 - 5000", negative_prompt "Length limit: 0 - 500",
 # duration "Range: [2, 15] integer", seed "Range: [0, 2147483647]".
 MAX_PROMPT = 5000
 MAX_NEGATIVE_PROMPT = 500
@@ -43,8 +43,10 @@ TASK_TYPE = "WAN_2_7_I2V"
 
 class NovitaSimulator(Simulator):
     name = "novita"
-    # Novita: "retried up to five times" with a 5 s timeout (providers.md §2). The spacing is not documented;
-    # we double from 1 s, the usual habit, so five retries span about half a minute.
+    never_issued = "00000000-0000-4000-8000-000000000000"
+    # Novita: "retried up to five times" with a 5 s timeout
+    # (https://novita.ai/docs/api-reference/model-apis-webhook). The spacing is not documented; we double
+    # from 1 s, the usual habit, so five retries span about half a minute.
     callback_retries = (1.0, 2.0, 4.0, 8.0, 16.0)
     callback_timeout = 5.0
 
@@ -70,10 +72,11 @@ class NovitaSimulator(Simulator):
         ]
 
     # -- error bodies -----------------------------------------------------------------------------
-    # The errors guide lists 400/401/403/429/503 but shows no body (NOT FOUND in providers.md). We use the
-    # {"code", "reason", "message", "metadata"} shape and reason words that public client code records for
-    # Novita and JieKou (INVALID_REQUEST_BODY, FAILED_TO_AUTH, ACCESS_DENY, RATE_LIMIT_EXCEEDED,
-    # SERVICE_NOT_AVAILABLE). TASK_NOT_FOUND with 404 for an unknown task id is our own guess.
+    # The errors guide (https://novita.ai/docs/guides/error) lists 400/401/403/429/503 but does not
+    # document a body. We use the {"code", "reason", "message", "metadata"} shape and reason words that
+    # public client code records for Novita and JieKou (INVALID_REQUEST_BODY, FAILED_TO_AUTH, ACCESS_DENY,
+    # RATE_LIMIT_EXCEEDED, SERVICE_NOT_AVAILABLE). TASK_NOT_FOUND with 404 for an unknown task id is our
+    # own guess.
     def error(
         self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
     ) -> Response:
@@ -181,7 +184,9 @@ class NovitaSimulator(Simulator):
         if image and clip:
             return "image_url and first_clip_url are mutually exclusive"
         if clip and data.get("driving_audio_url"):
-            # The model's own rule (valid combinations in providers.md §6); Novita's page does not repeat it.
+            # The model's own rule (valid combinations in DashScope's API reference,
+            # https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference);
+            # Novita's page does not repeat it.
             return "driving_audio_url cannot be combined with first_clip_url"
         duration = data.get("duration", 5)
         if type(duration) is not int or not MIN_DURATION <= duration <= MAX_DURATION:
@@ -217,8 +222,4 @@ class NovitaSimulator(Simulator):
         return self.json(self.result_json(task))
 
 
-def highway_simulator(
-    api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1
-) -> NovitaSimulator:
-    """HighwayAPI: the same API at another host; its docs mention no webhooks, so none are sent."""
-    return NovitaSimulator(api_key, render_scale, workers, name="highway", webhooks=False)
+SIMULATOR = NovitaSimulator

@@ -18,8 +18,8 @@ from i2v_local.render import RenderError
 from i2v_local.simulator import SimTask, Simulator
 
 MODEL = "wan-v2-7-image-to-video"
-# The model page's parameter table (Oxen-AI/docs inference-api/reference/models/wan-v2-7-image-to-video.mdx;
-# providers.md section 1 and its seeds/oxen-wan-v2-7-image-to-video.md): prompt "Max 5000 characters",
+# The model page's parameter table
+# (https://docs.oxen.ai/inference-api/reference/models/wan-v2-7-image-to-video): prompt "Max 5000 characters",
 # negative_prompt "Max 500 characters", duration "Range: 2 - 15", seed "Range: 0 - 2147483647".
 MAX_PROMPT = 5000
 MAX_NEGATIVE_PROMPT = 500
@@ -60,6 +60,7 @@ TITLES = {
 
 class OxenSimulator(Simulator):
     name = "oxen"
+    never_issued = "00000000-0000-4000-8000-000000000000"
     namespace = "sim-user"  # the account the API key belongs to; target_namespace defaults to it
     member_of: frozenset[str] = frozenset({"sim-org"})  # organisations the key may bill to
 
@@ -277,3 +278,6 @@ def parameter_problem(params: dict[str, Any]) -> str | None:
 def _int_in(value: Any, low: int, high: int) -> bool:
     # JSON true/false arrive as bool, a subclass of int: not an integer to a JSON schema.
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+SIMULATOR = OxenSimulator

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import queue
@@ -92,6 +93,13 @@ class SimTask:
 class Simulator:
     name = "sim"
     result_ttl_seconds = 3600
+    # How the host takes its key: this header, with this value around it ({key}).
+    auth_header = "Authorization"
+    auth_value = "Bearer {key}"
+    # What the shared contract suite (tests/contract/test_engine.py) needs to know of the host: a job id in
+    # its own format that it never issued, and how it answers a query for one (None: a 404).
+    never_issued = "never-issued"
+    unknown_job_answer: str | None = None
 
     def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
         self.api_key = api_key
@@ -121,6 +129,10 @@ class Simulator:
 
     def callback_body(self, task: SimTask) -> dict[str, Any]:
         raise NotImplementedError
+
+    def callback_headers(self, task: SimTask, body: bytes) -> dict[str, str]:
+        """Headers a callback carries besides its content type: a host that signs its webhooks says how."""
+        return {}
 
     callback_retries: tuple[float, ...] = (1, 2, 4)  # waits between attempts after a failure
     callback_timeout: float = 10.0
@@ -176,7 +188,8 @@ class Simulator:
         return response(environ, start_response)
 
     def authorized(self, request: Request) -> bool:
-        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.api_key}")
+        expected = self.auth_value.format(key=self.api_key)
+        return hmac.compare_digest(request.headers.get(self.auth_header, ""), expected)
 
     def unauthorized(self) -> Response:
         return self.json({"error": "unauthorized"}, 401)
@@ -381,17 +394,18 @@ class Simulator:
         if self.faults.drop_callbacks:
             self._settled(task.id, "dropped")
             return
-        body = self.callback_body(task)
+        body = json.dumps(self.callback_body(task)).encode()
+        headers = {"Content-Type": "application/json", **self.callback_headers(task, body)}
         for _ in range(max(1, self.faults.duplicate_callbacks)):
-            args = (task.id, task.callback_url, body)
+            args = (task.id, task.callback_url, body, headers)
             threading.Thread(target=self._deliver, args=args, daemon=True).start()
 
-    def _deliver(self, task_id: str, url: str, body: dict[str, Any]) -> None:
+    def _deliver(self, task_id: str, url: str, body: bytes, headers: dict[str, str]) -> None:
         waits = (0.0, *self.callback_retries)
         for wait in waits:
             time.sleep(wait)
             try:
-                resp = httpx.post(url, json=body, timeout=self.callback_timeout)
+                resp = httpx.post(url, content=body, headers=headers, timeout=self.callback_timeout)
                 self.callbacks_sent.append((url, resp.status_code))
                 if 200 <= resp.status_code < 300:
                     self._settled(task_id, "delivered")
@@ -403,3 +417,16 @@ class Simulator:
     def _settled(self, task_id: str, outcome: str) -> None:
         with self.lock:
             self.callbacks_settled.append((task_id, outcome))
+
+
+def simulator_for(provider: str) -> type[Simulator]:
+    """A provider's simulator class, found by the provider's name: `SIMULATOR` in i2v_local/sim_<name>.py."""
+    module_name = f"{__package__}.sim_{provider}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise LookupError(f"provider {provider!r} has no simulator: i2v_local/sim_{provider}.py") from None
+    found: type[Simulator] = module.SIMULATOR
+    return found

@@ -29,32 +29,21 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from i2v.dynamo import Table
+from i2v.providers.registry import PROVIDERS
 from i2v.records import Records
 from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources, moto_server, point_boto3_at, provision, reset
 from i2v_local.iam import invoking
-from i2v_local.sim_aimlapi import AimlapiSimulator
-from i2v_local.sim_dashscope import DashscopeSimulator
-from i2v_local.sim_evolink import EvolinkSimulator
-from i2v_local.sim_local import LocalSimulator
-from i2v_local.sim_novita import NovitaSimulator, highway_simulator
-from i2v_local.sim_oxen import OxenSimulator
-from i2v_local.simulator import Simulator
+from i2v_local.simulator import Simulator, simulator_for
 
 log = logging.getLogger("i2v_local")
 ROOT = Path(__file__).resolve().parents[1]
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# One simulator per provider in i2v.providers.registry, built with a render scale (< 1 renders smaller).
-SIMULATORS: dict[str, Callable[[float], Simulator]] = {
-    "local": lambda scale: LocalSimulator(render_scale=scale),
-    "oxen": lambda scale: OxenSimulator(render_scale=scale),
-    "novita": lambda scale: NovitaSimulator(render_scale=scale),
-    "highway": lambda scale: highway_simulator(render_scale=scale),
-    "evolink": lambda scale: EvolinkSimulator(render_scale=scale),
-    "aimlapi": lambda scale: AimlapiSimulator(render_scale=scale),
-    "dashscope": lambda scale: DashscopeSimulator(render_scale=scale),
-}
+
+def simulators() -> dict[str, type[Simulator]]:
+    """Every provider in i2v.providers.registry with its simulator (i2v_local/sim_<name>.py), local first."""
+    return {name: simulator_for(name) for name in sorted(PROVIDERS, key=lambda name: (name != "local", name))}
 
 
 @dataclass
@@ -271,16 +260,16 @@ class LocalStack:
             reset(self.endpoint)  # moto's state is per process: an earlier stack's would still be there
         point_boto3_at(self.endpoint)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
-        for name, make in SIMULATORS.items():
-            sim = make(self.render_scale)
+        for name, make in simulators().items():
+            sim = make(render_scale=self.render_scale)
             self.simulators[name] = sim.start(self.simulator_ports.get(name, 0))
             self._exit.callback(sim.stop)
         self.resources = provision(self.endpoint, self.url)
         env = self.resources.function_environment(self.url)
+        # Each provider at its simulator, in the shape of the template's ProviderSettings: what this process's
+        # own I2V_PROVIDER_SETTINGS (or an I2V_<NAME>_BASE_URL) sets wins, as it does deployed.
+        env["I2V_PROVIDER_SETTINGS"] = json.dumps(self._provider_settings())
         for name, sim in self.simulators.items():
-            env.setdefault(
-                f"I2V_{name.upper()}_BASE_URL", os.environ.get(f"I2V_{name.upper()}_BASE_URL", sim.base_url)
-            )
             env.setdefault(
                 f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key)
             )
@@ -319,6 +308,13 @@ class LocalStack:
         self.stop()
 
     # -- wiring from template.yaml ----------------------------------------------------------------
+    def _provider_settings(self) -> dict[str, dict[str, str]]:
+        given = json.loads(os.environ.get("I2V_PROVIDER_SETTINGS") or "{}")
+        return {
+            name: {"base_url": sim.base_url, **{k: v for k, v in given.get(name, {}).items() if v != ""}}
+            for name, sim in self.simulators.items()
+        }
+
     def _wire(self) -> None:
         assert self.resources is not None
         rules = []

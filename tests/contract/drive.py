@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from i2v.providers.base import Provider, ProviderState, ProviderStatus
 from i2v.providers.client import ProviderClient
@@ -31,3 +38,48 @@ def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One callback as it arrived: the path with its query, its headers and its exact body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A loopback callback endpoint at `path`: records each delivery and answers with the statuses in
+    `answers` in turn (200 once they run out)."""
+
+    def __init__(self, path: str = "/v1/callbacks/host/vid_1?token=t") -> None:
+        self.deliveries: list[Delivery] = []
+        self.answers: list[int] = []
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, Request.application(self._app), threaded=True)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}{path}"
+
+    def _app(self, request: Request) -> Response:
+        with self._lock:
+            self.deliveries.append(Delivery(request.full_path, dict(request.headers), request.get_data()))
+            status = self.answers.pop(0) if self.answers else 200
+        return Response("", status=status)
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [delivery.json() for delivery in self.deliveries]
+
+    def wait_for(self, count: int) -> list[Any]:
+        """The bodies, once at least `count` have arrived."""
+        wait_until(lambda: len(self.deliveries) >= count)
+        return self.bodies
+
+    def stop(self) -> None:
+        self._server.shutdown()

@@ -5,42 +5,39 @@ adapter's capabilities.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from i2v.models import VideoRequest
-from i2v.providers.aimlapi import AimlapiProvider
-from i2v.providers.base import Capabilities, Provider, ProviderStatus
+from i2v.providers.base import Capabilities, Declaration, Provider, ProviderStatus
 from i2v.providers.client import ProviderClient
-from i2v.providers.dashscope import DashscopeProvider
-from i2v.providers.evolink import EvolinkProvider
-from i2v.providers.local import LocalProvider
-from i2v.providers.novita import NovitaProvider, highway
-from i2v.providers.oxen import OxenProvider
-from i2v_local.sim_aimlapi import AimlapiSimulator
-from i2v_local.sim_dashscope import DashscopeSimulator
-from i2v_local.sim_evolink import EvolinkSimulator
-from i2v_local.sim_local import LocalSimulator
-from i2v_local.sim_novita import NovitaSimulator, highway_simulator
-from i2v_local.sim_oxen import OxenSimulator
-from i2v_local.simulator import Simulator
-
-NEVER_ISSUED_UUID = "00000000-0000-4000-8000-000000000000"
+from i2v.providers.registry import PROVIDERS
+from i2v_local.simulator import Simulator, simulator_for
 
 
 @dataclass(frozen=True)
 class Host:
-    name: str
-    simulator: Callable[..., Simulator]  # takes render_scale=; started by `running`
-    adapter: Callable[[str, str], Provider]  # (base_url, api_key)
-    never_issued: str  # a job id in the host's own format that it never gave out
-    # None: the host refuses a query for that id with a 404. Otherwise how it answers instead.
-    unknown_job_answer: str | None = None
+    declared: Declaration
+    simulator: type[Simulator]  # started by `running`
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
 
     @property
     def capabilities(self) -> Capabilities:
-        return self.adapter("https://host.invalid", "key").capabilities
+        return self.declared.capabilities
+
+    @property
+    def never_issued(self) -> str:
+        """A job id in the host's own format that it never gave out (its simulator knows the format)."""
+        return self.simulator.never_issued
+
+    @property
+    def unknown_job_answer(self) -> str | None:
+        """None: the host refuses a query for a job it never issued with a 404. Otherwise how it answers."""
+        return self.simulator.unknown_job_answer
 
     def request(self, image_url: str) -> VideoRequest:
         """The smallest request the host serves: a first frame, its shortest clip, 720p."""
@@ -50,7 +47,7 @@ class Host:
     def running(self, image_url: str) -> Iterator[Running]:
         """The host's simulator on loopback, rendering small frames, and its adapter pointed at it."""
         with self.simulator(render_scale=0.34) as sim:
-            yield Running(sim, self.adapter(sim.base_url, sim.api_key), self.request(image_url))
+            yield Running(sim, self.declared.build(sim.base_url, sim.api_key), self.request(image_url))
 
 
 @dataclass
@@ -71,33 +68,5 @@ class Running:
         return self.adapter.parse_status(client.send(self.adapter.status(job)))
 
 
-HOSTS = (
-    Host("local", LocalSimulator, lambda url, key: LocalProvider(base_url=url, api_key=key), "no-such-task"),
-    Host("oxen", OxenSimulator, lambda url, key: OxenProvider(base_url=url, api_key=key), NEVER_ISSUED_UUID),
-    Host(
-        "novita",
-        NovitaSimulator,
-        lambda url, key: NovitaProvider(base_url=url, api_key=key),
-        NEVER_ISSUED_UUID,
-    ),
-    Host("highway", highway_simulator, highway, NEVER_ISSUED_UUID),
-    Host(
-        "evolink",
-        EvolinkSimulator,
-        lambda url, key: EvolinkProvider(base_url=url, api_key=key),
-        "task-unified-1757169743-zzzzzzzz",
-    ),
-    Host(
-        "aimlapi",
-        AimlapiSimulator,
-        lambda url, key: AimlapiProvider(base_url=url, api_key=key),
-        "AAAAAAAAAAAAAAAAAAAAA",  # 21 characters of nanoid's alphabet, like the ids it issues
-    ),
-    Host(
-        "dashscope",
-        DashscopeSimulator,
-        lambda url, key: DashscopeProvider(base_url=url, api_key=key),
-        NEVER_ISSUED_UUID,
-        unknown_job_answer="a 200 whose task_status is UNKNOWN (documented; see test_dashscope.py)",
-    ),
-)
+# Every provider the registry declares, with its simulator: a new host is in every test of the suite.
+HOSTS = tuple(Host(declared, simulator_for(name)) for name, declared in PROVIDERS.items())

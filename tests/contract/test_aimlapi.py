@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from i2v.models import Mode, VideoRequest
+from i2v.providers import aimlapi
 from i2v.providers.aimlapi import DEFAULT_BASE_URL, AimlapiProvider
 from i2v.providers.base import (
     ProviderRateLimited,
@@ -29,7 +30,9 @@ IMAGE = "https://example.com/cat.png"
 AUDIO = "https://example.com/purr.mp3"
 NANOID = re.compile(r"^[A-Za-z0-9_-]{21}$")
 
-# Pasted from providers.md section 5 (and the 4xx page it cites).
+# Pasted from AI/ML API's docs:
+# https://docs.aimlapi.com/api-references/video-models/alibaba-cloud/wan-2.7-image-to-video and the 4xx
+# page (docs/errors-and-messages/errors-with-status-code-4xx.md in the aimlapi/api-docs repository).
 COMPLETED = (
     '{"id": "6_slPtsld56BC5D7MSfaH", "status": "completed",'
     ' "video": {"url": "https://cdn.aimlapi.com/generations/alligator/1778022592892-....mp4"},'
@@ -49,7 +52,7 @@ TOO_MANY = (
 
 
 def offline() -> AimlapiProvider:
-    return AimlapiProvider(base_url=DEFAULT_BASE_URL, api_key="k-123")
+    return aimlapi.PROVIDER.build(DEFAULT_BASE_URL, "k-123")
 
 
 def answer(status: int, text: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -257,7 +260,7 @@ def sim() -> Iterator[AimlapiSimulator]:
 
 @pytest.fixture
 def adapter(sim: AimlapiSimulator) -> AimlapiProvider:
-    return AimlapiProvider(base_url=sim.base_url, api_key=sim.api_key)
+    return aimlapi.PROVIDER.build(sim.base_url, sim.api_key)
 
 
 def submit(adapter: AimlapiProvider, client: ProviderClient, req: VideoRequest) -> str:
@@ -396,7 +399,7 @@ def test_first_frame_with_audio_reaches_the_renderer_as_driving_audio(
 def test_wrong_key_is_a_401_with_the_documented_message(
     sim: AimlapiSimulator, client: ProviderClient, sample_url: str
 ) -> None:
-    wrong = AimlapiProvider(base_url=sim.base_url, api_key="not-the-key")
+    wrong = aimlapi.PROVIDER.build(sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
         wrong.parse_submit(
             client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))

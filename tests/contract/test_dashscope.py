@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from i2v.models import Mode, VideoRequest
+from i2v.providers import dashscope
 from i2v.providers.base import (
     ProviderRejected,
     ProviderState,
@@ -42,12 +43,12 @@ def sim() -> Iterator[DashscopeSimulator]:
 
 @pytest.fixture
 def adapter(sim: DashscopeSimulator) -> DashscopeProvider:
-    return DashscopeProvider(base_url=sim.base_url, api_key=sim.api_key)
+    return dashscope.PROVIDER.build(sim.base_url, sim.api_key)
 
 
 def offline(**request: Any) -> tuple[DashscopeProvider, httpx.Request]:
     """The adapter with its real default host and the submit it builds (no I/O)."""
-    adapter = DashscopeProvider(base_url=DEFAULT_BASE_URL, api_key="sk-test")
+    adapter = dashscope.PROVIDER.build(DEFAULT_BASE_URL, "sk-test")
     req = VideoRequest(**request)
     return adapter, adapter.submit(
         req, req.resolved_mode(), "https://gw.example/v1/callbacks/dashscope/t?token=x"
@@ -76,7 +77,7 @@ def valid_body(**parameters: Any) -> dict[str, Any]:
 
 
 def test_capabilities_are_all_modes_2_to_15_s_with_audio_and_neither_callback_nor_cancel() -> None:
-    caps = DashscopeProvider(base_url=DEFAULT_BASE_URL, api_key="k").capabilities
+    caps = dashscope.PROVIDER.build(DEFAULT_BASE_URL, "k").capabilities
     assert caps.modes == frozenset(Mode)
     assert caps.durations == frozenset(range(2, 16))
     assert caps.resolutions == frozenset({"720p", "1080p"})
@@ -156,7 +157,10 @@ def test_each_valid_media_combination_maps_to_media_types(
 
 def test_a_dated_snapshot_and_another_region_are_configurable() -> None:
     beijing = DashscopeProvider(
-        base_url="https://dashscope.aliyuncs.com/", api_key="k", model="wan2.7-i2v-2026-04-25"
+        base_url="https://dashscope.aliyuncs.com/",
+        api_key="k",
+        declared=dashscope.PROVIDER,
+        model="wan2.7-i2v-2026-04-25",
     )
     request = beijing.submit(VideoRequest(image_url=IMG), Mode.FIRST_FRAME, None)
     assert (
@@ -481,7 +485,7 @@ def test_key_problems_are_rejected_in_dashscopes_shape(
 ) -> None:
     sim.denied_keys.add("sk-no-model-access")
     sim.overdue_keys.add("sk-in-arrears")
-    wrong = DashscopeProvider(base_url=sim.base_url, api_key=key)
+    wrong = dashscope.PROVIDER.build(sim.base_url, key)
     request = wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None)
     if not key:
         del request.headers["Authorization"]

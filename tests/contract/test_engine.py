@@ -212,7 +212,7 @@ def test_a_lost_submit_answer_is_an_unknown_outcome_and_the_job_exists(
 
 @every_host
 def test_the_adapter_builds_a_cancel_exactly_when_its_capabilities_say_so(host: Host) -> None:
-    adapter = host.adapter("https://host.invalid", "key")
+    adapter = host.declared.build("https://host.invalid", "key")
     assert (adapter.cancel(host.never_issued) is not None) is adapter.capabilities.cancel
 
 

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from i2v.models import MAX_SEED, Mode, VideoRequest
+from i2v.providers import evolink
 from i2v.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
@@ -27,7 +25,7 @@ from i2v.providers.base import (
 from i2v.providers.client import ProviderClient
 from i2v.providers.evolink import DEFAULT_BASE_URL, EvolinkProvider
 from i2v_local.sim_evolink import EvolinkSimulator
-from tests.contract.drive import poll, wait_until
+from tests.contract.drive import Receiver, poll, wait_until
 
 MEDIA_FIELDS = ("image_start", "image_end", "video_urls", "audio_urls")
 IMG, LAST, CLIP, AUDIO = (
@@ -37,7 +35,8 @@ IMG, LAST, CLIP, AUDIO = (
     "https://cdn.example.com/voice.mp3",
 )
 
-# The documented examples (providers.md, section 4).
+# The documented examples (https://docs.evolink.ai/en/api-manual/video-series/wan2.7/wan2.7-image-to-video ,
+# https://docs.evolink.ai/en/api-manual/task-management/get-task-detail).
 SUBMIT_EXAMPLE = {
     "created": 1757169743,
     "id": "task-unified-1757169743-7cvnl5zw",
@@ -79,7 +78,7 @@ FAILED_EXAMPLE = {
 
 @pytest.fixture
 def offline() -> EvolinkProvider:
-    return EvolinkProvider(base_url=DEFAULT_BASE_URL, api_key="k-123")
+    return evolink.PROVIDER.build(DEFAULT_BASE_URL, "k-123")
 
 
 @pytest.fixture
@@ -91,7 +90,7 @@ def sim() -> Iterator[EvolinkSimulator]:
 
 @pytest.fixture
 def adapter(sim: EvolinkSimulator) -> EvolinkProvider:
-    return EvolinkProvider(base_url=sim.base_url, api_key=sim.api_key)
+    return evolink.PROVIDER.build(sim.base_url, sim.api_key)
 
 
 @pytest.fixture(scope="module")
@@ -100,40 +99,8 @@ def stalled() -> Iterator[tuple[EvolinkProvider, ProviderClient]]:
     with EvolinkSimulator() as running:
         running.faults.stall = True
         client = ProviderClient(timeout=5, sleep=lambda s: None)
-        yield EvolinkProvider(base_url=running.base_url, api_key=running.api_key), client
+        yield evolink.PROVIDER.build(running.base_url, running.api_key), client
         client.close()
-
-
-class Receiver:
-    """A loopback callback endpoint that records bodies and answers with the statuses it is given."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.answers: list[int] = []  # statuses for the next calls; 200 once they run out
-        app = Request.application(self._app)
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        serve.daemon = True
-        serve.start()
-        self.url = f"http://127.0.0.1:{self._server.server_port}/v1/callbacks/evolink/vid_1?token=t"
-
-    def _app(self, request: Request) -> Response:
-        self.bodies.append(json.loads(request.get_data(as_text=True)))
-        return Response("", status=self.answers.pop(0) if self.answers else 200)
-
-    def wait_for(self, count: int) -> list[dict[str, Any]]:
-        wait_until(lambda: len(self.bodies) >= count)
-        return self.bodies
-
-    def stop(self) -> None:
-        self._server.shutdown()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    yield running
-    running.stop()
 
 
 def response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -541,7 +508,7 @@ def test_long_prompts_are_truncated_not_refused(
 def test_wrong_key_is_a_401_unauthorized(
     sim: EvolinkSimulator, client: ProviderClient, sample_url: str
 ) -> None:
-    wrong = EvolinkProvider(base_url=sim.base_url, api_key="not-the-key")
+    wrong = evolink.PROVIDER.build(sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
         wrong.parse_submit(
             client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from i2v.models import Mode, VideoRequest
+from i2v.providers import local
 from i2v.providers.base import ProviderRejected, ProviderState
 from i2v.providers.client import ProviderClient
 from i2v.providers.local import LocalProvider
@@ -28,7 +29,7 @@ def sim() -> Iterator[LocalSimulator]:
 
 @pytest.fixture
 def adapter(sim: LocalSimulator) -> LocalProvider:
-    return LocalProvider(base_url=sim.base_url, api_key=sim.api_key)
+    return local.PROVIDER.build(sim.base_url, sim.api_key)
 
 
 def test_submit_progresses_to_success_with_a_downloadable_mp4(
@@ -71,7 +72,7 @@ def test_invalid_submit_is_rejected_with_the_providers_error_shape(
 
 
 def test_wrong_key_is_rejected(sim: LocalSimulator, client: ProviderClient, sample_url: str) -> None:
-    wrong = LocalProvider(base_url=sim.base_url, api_key="not-the-key")
+    wrong = local.PROVIDER.build(sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
         wrong.parse_submit(
             client.send(wrong.submit(VideoRequest(image_url=sample_url), Mode.FIRST_FRAME, None))
@@ -98,7 +99,7 @@ def test_cancel_of_a_finished_task_is_a_409_not_cancellable(
 
 
 def test_submit_sends_the_prompts_the_seed_and_the_options() -> None:
-    offline = LocalProvider(base_url="https://renderer.invalid", api_key="k")
+    offline = local.PROVIDER.build("https://renderer.invalid", "k")
     req = VideoRequest(
         prompt="a fox",
         negative_prompt="blur",
@@ -142,7 +143,7 @@ def test_two_prompts_give_two_videos_with_the_same_picture_above_their_captions(
 
 
 def _task_json(sim: LocalSimulator, client: ProviderClient, body: dict[str, object]) -> dict[str, object]:
-    adapter = LocalProvider(base_url=sim.base_url, api_key=sim.api_key)
+    adapter = local.PROVIDER.build(sim.base_url, sim.api_key)
     task_id = adapter.parse_submit(client.send(adapter.request("POST", "/v1/tasks", body)))
     answer: dict[str, object] = client.send(adapter.status(task_id)).json()
     return answer

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
@@ -27,24 +23,15 @@ from i2v.providers.base import (
     UnknownProviderStatus,
 )
 from i2v.providers.client import ProviderClient
-from i2v.providers.novita import (
-    DEFAULT_BASE_URL,
-    HIGHWAY_BASE_URL,
-    NovitaProvider,
-    highway,
-    parse_task_result,
-)
-from i2v_local.sim_novita import NovitaSimulator, highway_simulator
-from tests.contract.drive import poll, wait_until
+from i2v.providers.highway import PROVIDER as HIGHWAY
+from i2v.providers.novita import DEFAULT_BASE_URL, NovitaProvider, parse_task_result
+from i2v.providers.novita import PROVIDER as NOVITA
+from i2v_local.sim_highway import HighwaySimulator
+from i2v_local.sim_novita import NovitaSimulator
+from tests.contract.drive import Receiver, poll, wait_until
 
-ADAPTERS: dict[str, Callable[[str, str], NovitaProvider]] = {
-    "novita": lambda base_url, key: NovitaProvider(base_url=base_url, api_key=key),
-    "highway": highway,
-}
-SIMULATORS: dict[str, Callable[..., NovitaSimulator]] = {
-    "novita": NovitaSimulator,
-    "highway": highway_simulator,
-}
+ADAPTERS = {"novita": NOVITA.build, "highway": HIGHWAY.build}
+SIMULATORS: dict[str, type[NovitaSimulator]] = {"novita": NovitaSimulator, "highway": HighwaySimulator}
 IMAGE, LAST, CLIP, AUDIO = (
     "https://in.example/first.png",
     "https://in.example/last.png",
@@ -89,7 +76,7 @@ def response(status: int, body: Any) -> httpx.Response:
 
 
 def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="key-1")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "key-1")
     built = adapter.submit(VideoRequest(prompt="a cat turns", image_url=IMAGE), Mode.FIRST_FRAME, None)
     assert built.method == "POST"
     assert str(built.url) == "https://api.novita.ai/v3/async/wan2.7-i2v"
@@ -106,7 +93,7 @@ def test_submit_builds_novitas_flat_body_with_our_values_explicit() -> None:
 
 
 def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     req = VideoRequest(
         image_url=IMAGE,
         resolution="720p",
@@ -138,7 +125,7 @@ def test_submit_sends_720p_upper_case_and_optional_fields_when_set() -> None:
     ids=["first", "first+audio", "first+last", "first+last+audio", "clip", "clip+last"],
 )
 def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fields: dict[str, str]) -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     req = VideoRequest.model_validate(media)
     body = json.loads(adapter.submit(req, req.resolved_mode(), None).content)
     media_fields = ("image_url", "last_frame_url", "first_clip_url", "driving_audio_url")
@@ -147,47 +134,33 @@ def test_each_media_combination_maps_to_novitas_fields(media: dict[str, str], fi
 
 
 def test_callback_url_goes_in_extra_webhook_url() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     cb = "https://gw.example/v1/callbacks/novita/vid_1?token=abc"
     body = json.loads(adapter.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, cb).content)
     assert body["extra"] == {"webhook": {"url": cb}}
 
 
-def test_highway_is_the_same_adapter_at_its_own_host_without_webhooks() -> None:
-    novita, hw = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k"), highway(HIGHWAY_BASE_URL, "k")
-    assert isinstance(hw, NovitaProvider)
-    assert (hw.name, novita.name) == ("highway", "novita")
-    assert (hw.capabilities.callback, novita.capabilities.callback) == (False, True)
-    assert hw.capabilities.modes == novita.capabilities.modes
-    assert hw.capabilities.durations == novita.capabilities.durations == frozenset(range(2, 16))
-    req = VideoRequest(image_url=IMAGE, audio_url=AUDIO, seed=7)
-    built = hw.submit(req, req.resolved_mode(), "https://gw.example/cb")
-    assert str(built.url) == "https://api.highwayapi.ai/v3/async/wan2.7-i2v"
-    assert json.loads(built.content) == json.loads(
-        novita.submit(req, req.resolved_mode(), None).content
-    )  # and no `extra`
-    assert str(hw.status("t-1").url) == "https://api.highwayapi.ai/v3/async/task-result?task_id=t-1"
-
-
 def test_status_is_a_get_of_task_result_by_query() -> None:
-    built = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").status("0f1e-2d")
+    built = NOVITA.build(DEFAULT_BASE_URL, "k").status("0f1e-2d")
     assert built.method == "GET"
     assert str(built.url) == "https://api.novita.ai/v3/async/task-result?task_id=0f1e-2d"
     assert built.headers["Authorization"] == "Bearer k"
 
 
 def test_there_is_no_cancel_endpoint() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     assert adapter.cancel("t-1") is None
     assert adapter.capabilities.cancel is False
-    assert highway(HIGHWAY_BASE_URL, "k").cancel("t-1") is None
 
 
 # -- the adapter, sans I/O: parsing documented answers ---------------------------------------------
 
 
 def documented_result(status: str, **task: Any) -> dict[str, Any]:
-    """The Task Result API skeleton from providers.md §2, with `status` (and task fields) filled in."""
+    """The Task Result API skeleton, with `status` (and task fields) filled in.
+
+    Source: https://novita.ai/docs/api-reference/model-apis-task-result
+    """
     return {
         "extra": {
             "seed": "<string>",
@@ -217,14 +190,14 @@ def documented_result(status: str, **task: Any) -> dict[str, Any]:
 
 
 def test_parse_submit_reads_task_id() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     assert adapter.parse_submit(response(200, {"task_id": "abc-123"})) == "abc-123"
     with pytest.raises(ProviderError):
         adapter.parse_submit(response(200, {"id": "abc-123"}))
 
 
 def test_parse_documented_success() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     body = documented_result("TASK_STATUS_SUCCEED", reason="", eta=0, progress_percent=100)
     status = adapter.parse_status(response(200, body))
     assert status == ProviderStatus(
@@ -237,7 +210,7 @@ def test_parse_documented_success() -> None:
 
 
 def test_parse_documented_failure_keeps_the_reason() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     body = {**documented_result("TASK_STATUS_FAILED", reason="image is too small"), "videos": []}
     status = adapter.parse_status(response(200, body))
     assert status.state is ProviderState.FAILED
@@ -266,7 +239,7 @@ def test_each_status_word_maps(raw: str, state: ProviderState) -> None:
 def test_unknown_status_word_is_an_error_keeping_the_raw_body() -> None:
     resp = response(200, documented_result("TASK_STATUS_PENDING_REVIEW"))
     with pytest.raises(UnknownProviderStatus) as caught:
-        NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").parse_status(resp)
+        NOVITA.build(DEFAULT_BASE_URL, "k").parse_status(resp)
     assert caught.value.code == "unknown_status"
     assert "TASK_STATUS_PENDING_REVIEW" in caught.value.raw
 
@@ -283,13 +256,13 @@ def test_unknown_status_word_is_an_error_keeping_the_raw_body() -> None:
 def test_error_bodies_become_rejections_with_the_reason_as_code(status: int, reason: str) -> None:
     body = {"code": status, "reason": reason, "message": "something specific", "metadata": {}}
     with pytest.raises(ProviderRejected) as caught:
-        NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k").parse_submit(response(status, body))
+        NOVITA.build(DEFAULT_BASE_URL, "k").parse_submit(response(status, body))
     assert (caught.value.status_code, caught.value.code) == (status, reason)
     assert str(caught.value) == "something specific"
 
 
 def test_429_and_503_are_rate_limit_and_unavailable() -> None:
-    adapter = NovitaProvider(base_url=DEFAULT_BASE_URL, api_key="k")
+    adapter = NOVITA.build(DEFAULT_BASE_URL, "k")
     limited = httpx.Response(
         429, json={"code": 429, "reason": "RATE_LIMIT_EXCEEDED"}, headers={"Retry-After": "3"}
     )
@@ -420,37 +393,9 @@ def test_rate_limits_and_outages_come_in_novitas_error_body(
 # -- webhooks (Novita only) ------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A loopback webhook endpoint: records deliveries and answers with `answers` in turn (then 200)."""
-
-    url: str = ""
-    deliveries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    got = Receiver()
-    lock = threading.Lock()
-
-    @Request.application
-    def app(request: Request) -> Response:
-        with lock:
-            got.deliveries.append((request.full_path, json.loads(request.get_data(as_text=True))))
-            status = got.answers.pop(0) if got.answers else 200
-        return Response("", status=status)
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    got.url = f"http://127.0.0.1:{server.server_port}/v1/callbacks/novita/vid_1?token=t0k"
-    yield got
-    server.shutdown()
-
-
 @pytest.fixture
 def novita(novita_sim: NovitaSimulator) -> NovitaProvider:
-    return NovitaProvider(base_url=novita_sim.base_url, api_key=novita_sim.api_key)
+    return NOVITA.build(novita_sim.base_url, novita_sim.api_key)
 
 
 def test_documented_webhook_timeout_and_five_retries() -> None:
@@ -468,8 +413,7 @@ def test_callback_carries_the_task_result_as_payload(
     task_id = submit(novita, client, VideoRequest(image_url=sample_url, duration=2), receiver.url)
     poll(novita, client, task_id)
     wait_until(lambda: len(receiver.deliveries) == 1)
-    path, body = receiver.deliveries[0]
-    assert path == "/v1/callbacks/novita/vid_1?token=t0k"
+    body = receiver.deliveries[0].json()
     assert body.keys() == {"event_type", "payload"}
     assert body["event_type"] == "ASYNC_TASK_RESULT"
     assert body["payload"] == client.send(novita.status(task_id)).json()
@@ -491,7 +435,7 @@ def test_callback_is_retried_five_times_on_non_2xx(
     wait_until(lambda: bool(novita_sim.callbacks_settled))
     assert novita_sim.callbacks_settled == [(task_id, "gave up")]
     assert [status for _, status in novita_sim.callbacks_sent] == [500] * 6  # the first try and 5 retries
-    assert all(body["payload"]["task"]["status"] == "TASK_STATUS_FAILED" for _, body in receiver.deliveries)
+    assert all(body["payload"]["task"]["status"] == "TASK_STATUS_FAILED" for body in receiver.bodies)
 
 
 def test_callback_retries_stop_at_the_first_2xx(
@@ -537,19 +481,3 @@ def test_dropped_callbacks_leave_polling_to_find_the_result(
     wait_until(lambda: bool(novita_sim.callbacks_settled))
     assert novita_sim.callbacks_settled == [(task_id, "dropped")]
     assert receiver.deliveries == []
-
-
-def test_highway_sends_no_webhook_even_when_asked(
-    client: ProviderClient, receiver: Receiver, sample_url: str
-) -> None:
-    with highway_simulator(render_scale=0.34) as sim:
-        adapter = highway(sim.base_url, sim.api_key)
-        sim.faults.fail_render = "refused"
-        body = {"image_url": sample_url, "extra": {"webhook": {"url": receiver.url}}}
-        raw = adapter.request("POST", "/v3/async/wan2.7-i2v", body)
-        task_id = adapter.parse_submit(client.send(raw))
-        assert poll(adapter, client, task_id)[-1].state is ProviderState.FAILED
-        wait_until(lambda: bool(sim.callbacks_settled))
-    assert sim.callbacks_settled == [(task_id, "no callback URL")]
-    assert receiver.deliveries == []
-    assert sim.callbacks_sent == []

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from i2v.models import Mode, VideoRequest
+from i2v.providers import oxen
 from i2v.providers.base import (
     ALL_DURATIONS,
     ProviderRejected,
@@ -31,7 +32,8 @@ LAST = "https://example.com/last.png"
 CLIP = "https://example.com/clip.mp4"
 AUDIO = "https://example.com/voice.mp3"
 
-# Pasted from providers.md section 1 (Oxen-AI/docs@edc2a51, async_queue.mdx / overview.mdx).
+# Pasted from Oxen's docs: https://docs.oxen.ai/inference-api/reference/async_queue and
+# inference-api/overview.mdx (Oxen-AI/docs@edc2a51, the source of docs.oxen.ai).
 ENQUEUED = {"generations": [{"generation_id": "bb8f5eb7-361e-4e13-ab73-67457bc8057e", "status": "queued"}]}
 SUCCEEDED = {
     "generation_id": "7cf9b23a-1234-5678-9abc-def012345678",
@@ -72,7 +74,7 @@ def response(body: Any, status: int = 200) -> httpx.Response:
 
 @pytest.fixture
 def offline() -> OxenProvider:
-    return OxenProvider(base_url=DEFAULT_BASE_URL, api_key="ox-key")
+    return oxen.PROVIDER.build(DEFAULT_BASE_URL, "ox-key")
 
 
 # -- sans-I/O: what the adapter builds --------------------------------------------------------------
@@ -237,7 +239,7 @@ def sim() -> Iterator[OxenSimulator]:
 
 @pytest.fixture
 def adapter(sim: OxenSimulator) -> OxenProvider:
-    return OxenProvider(base_url=sim.base_url, api_key=sim.api_key)
+    return oxen.PROVIDER.build(sim.base_url, sim.api_key)
 
 
 def enqueue(adapter: OxenProvider, client: ProviderClient, body: dict[str, Any]) -> str:
@@ -384,7 +386,7 @@ def test_num_generations_enqueues_that_many_generations(
 
 
 def test_wrong_key_is_rejected_as_unauthenticated(sim: OxenSimulator, client: ProviderClient) -> None:
-    wrong = OxenProvider(base_url=sim.base_url, api_key="not-the-key")
+    wrong = oxen.PROVIDER.build(sim.base_url, "not-the-key")
     with pytest.raises(ProviderRejected) as caught:
         wrong.parse_submit(client.send(wrong.submit(VideoRequest(image_url=IMAGE), Mode.FIRST_FRAME, None)))
     assert (caught.value.status_code, caught.value.code) == (401, "unauthenticated")

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 
 from i2v.api import ProviderInfo, WebhookSecret
 from i2v.models import TaskPage, TaskView, UploadTicket
+from i2v.providers.registry import PROVIDERS
 from i2v_local.simulator import Simulator
 from i2v_local.stack import LocalStack
 from tests.e2e.flows import create
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.e2e
 
 REQUESTS = 2000
 CLIENTS = 24
-PROVIDERS = {"local", "oxen", "novita", "highway", "evolink", "aimlapi", "dashscope"}
 
 Check = Callable[[int, Any], str | None]  # (status, JSON body) -> what is wrong with it, or None
 
@@ -166,7 +166,7 @@ def mixed_calls(existing: list[str], secret: str, count: int, rng: random.Random
                 "providers",
                 "GET",
                 "/v1/providers",
-                model(200, PROVIDER_LIST, lambda ps: {p.name for p in ps} == PROVIDERS),
+                model(200, PROVIDER_LIST, lambda ps: {p.name for p in ps} == set(PROVIDERS)),
             ),
             lambda: Call(
                 "webhook secret",

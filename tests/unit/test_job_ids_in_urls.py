@@ -8,37 +8,24 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from i2v.providers.aimlapi import AimlapiProvider
-from i2v.providers.base import HttpProvider
-from i2v.providers.dashscope import DashscopeProvider
-from i2v.providers.evolink import EvolinkProvider
-from i2v.providers.local import LocalProvider
-from i2v.providers.novita import NovitaProvider
-from i2v.providers.oxen import OxenProvider
+from i2v.providers.base import Declaration
+from i2v.providers.registry import PROVIDERS
 
 BASE = "https://host.example/base"
 HOSTILE = "../../admin/x?y=1#z"
 ESCAPED = "..%2F..%2Fadmin%2Fx%3Fy%3D1%23z"
 
-ADAPTERS: list[type[HttpProvider]] = [
-    LocalProvider,
-    OxenProvider,
-    NovitaProvider,
-    EvolinkProvider,
-    AimlapiProvider,
-    DashscopeProvider,
-]
 
-
-def requests_for(adapter: type[HttpProvider], job: str) -> list[httpx.Request]:
-    provider = adapter(base_url=BASE, api_key="k")
+def requests_for(declared: Declaration, job: str) -> list[httpx.Request]:
+    provider = declared.build(BASE, "k")
     calls: list[Callable[[str], httpx.Request | None]] = [provider.status, provider.cancel]  # type: ignore[attr-defined]
     return [r for r in (call(job) for call in calls) if r is not None]
 
 
-@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.__name__)
-def test_a_hostile_job_id_stays_one_escaped_value_of_the_same_url(adapter: type[HttpProvider]) -> None:
-    for hostile, plain in zip(requests_for(adapter, HOSTILE), requests_for(adapter, "JOB"), strict=True):
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_hostile_job_id_stays_one_escaped_value_of_the_same_url(provider: str) -> None:
+    declared = PROVIDERS[provider]
+    for hostile, plain in zip(requests_for(declared, HOSTILE), requests_for(declared, "JOB"), strict=True):
         assert (hostile.method, hostile.url.host, hostile.url.fragment) == (plain.method, plain.url.host, "")
         if "JOB" in plain.url.path:  # the id is a path segment: escaped whole, "/" and "?" included
             assert hostile.url.raw_path.decode() == plain.url.raw_path.decode().replace("JOB", ESCAPED)

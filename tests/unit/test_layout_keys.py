@@ -90,7 +90,9 @@ def test_what_a_drop_folder_key_is(key: str, expected: layout.Upload | None) -> 
         ("uploads/acme/v1.0/été.webp", "outputs/acme/v1.0/été-vid_1.mp4", "uploads/acme/v1.0/été.json"),
     ],
 )
-def test_an_uploads_video_mirrors_its_key_under_its_task_id_and_its_sidecar_its_key(source: str, output: str, sidecar: str) -> None:
+def test_an_uploads_video_mirrors_its_key_under_its_task_id_and_its_sidecar_its_key(
+    source: str, output: str, sidecar: str
+) -> None:
     from i2v.models import Mode, Status, Task, VideoRequest
 
     task = Task(

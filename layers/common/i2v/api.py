@@ -58,16 +58,23 @@ class ProviderInfo(BaseModel):
     modes: list[str]
     durations: list[int]
     resolutions: list[str]
-    audio: bool
-    callback: bool
+    audio: bool = Field(description="Takes driving audio (audio_url)")
+    callback: bool = Field(description="Calls the gateway back when a job ends (else the gateway polls it)")
     cancel: bool
+    seed: bool = Field(description="Takes a seed")
+    min_seed: int = Field(description="The lowest seed it takes")
+    negative_prompt: bool = Field(description="Takes a negative_prompt")
+    prompt_extend: bool = Field(description="Has the prompt_extend switch (without it, it cannot be off)")
+    watermark: bool = Field(description="Has the watermark option")
+    alpha: bool = Field(description="Takes images with an alpha channel (transparency)")
     status: HealthStatus = Field(
         description=f"degraded: its last {ProviderHealth.DEGRADED_AFTER} submits or more failed; down: its"
         f" last {ProviderHealth.DOWN_AFTER} or more; the last within {ProviderHealth.WINDOW // 60} minutes"
         " (any tenant's submits; the gateway tries such a host last)"
     )
     price_per_second: float | None = Field(
-        description="The operator's USD per second for the asked resolution and audio; null: no price set"
+        description="USD per second for the asked resolution and audio: the operator's price, else the one"
+        " the host publishes; null: neither"
     )
     price_for_request: float | None = Field(description="price_per_second x the asked duration")
 
@@ -343,6 +350,12 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 audio=p.capabilities.audio,
                 callback=p.capabilities.callback,
                 cancel=p.capabilities.cancel,
+                seed=p.capabilities.seed,
+                min_seed=p.capabilities.min_seed,
+                negative_prompt=p.capabilities.negative_prompt,
+                prompt_extend=p.capabilities.prompt_extend,
+                watermark=p.capabilities.watermark,
+                alpha=p.capabilities.alpha,
                 status=health[name].status(rt.now()),
                 price_per_second=price[name],
                 price_for_request=total[name],

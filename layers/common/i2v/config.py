@@ -6,11 +6,20 @@ environment variables set by the embedded stack.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ProviderOptions(BaseModel):
+    """One provider's deployed settings (an entry of I2V_PROVIDER_SETTINGS); "" or absent is its default."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default in disguise
+
+    base_url: str = ""  # e.g. DashScope's Beijing region; I2V_<NAME>_BASE_URL overrides it
 
 
 class Settings(BaseSettings):
@@ -60,7 +69,10 @@ class Settings(BaseSettings):
     # prices driving audio apart), as JSON: {"aimlapi": {"720p": 0.10, "1080p": 0.15}}. The hosts publish no
     # numbers, so it starts empty and a cost the provider does not report stays null until the operator fills
     # it in; never a made-up price.
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(default_factory=dict)
+    # Per-provider settings as JSON, {"dashscope": {"base_url": "https://dashscope.aliyuncs.com"}}: the
+    # template's ProviderSettings parameter, and the same shape the local stack writes.
+    provider_settings: Annotated[dict[str, ProviderOptions], NoDecode] = Field(default_factory=dict)
     # How a request that names no provider is routed by default: `ordered` (default_providers' order) or
     # `cheapest` (by price for the request, unpriced last); a request's own `routing` overrides it.
     routing: Literal["ordered", "cheapest"] = "ordered"
@@ -83,6 +95,14 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         # "evolink,novita" in the environment (a CloudFormation parameter); a list in code.
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("prices", "provider_settings", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        # JSON in the environment (a CloudFormation parameter), where empty means none; a dict in code.
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
 
     def secret(self, name: str) -> str:
         """A secret by settings name: the plain value if set, else the Secrets Manager value at <name>_arn."""

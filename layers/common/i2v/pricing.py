@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from i2v.config import Settings
 from i2v.models import CostSource, Status, Task, TaskCost
+from i2v.providers.registry import PROVIDERS
 
 
 def price_per_second(settings: Settings, provider: str, resolution: str, audio: bool) -> float | None:
-    """The operator's USD per second for this provider and request shape; None if none is configured."""
-    table = settings.prices.get(provider, {})
+    """USD per second for this provider and request shape: from the operator's prices for it (I2V_PRICES)
+    where there are any, else from the price the host publishes (its module's declaration); None if none."""
+    declared = PROVIDERS.get(provider)
+    table = settings.prices.get(provider) or (declared.price if declared else {})
     if audio and f"{resolution}+audio" in table:
         return table[f"{resolution}+audio"]
     return table.get(resolution)

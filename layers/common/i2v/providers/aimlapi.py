@@ -1,6 +1,7 @@
 """The `aimlapi` provider: AI/ML API's universal video endpoint with model `alibaba/wan-2-7-i2v`.
 
-First frame (+ driving audio) only, durations 5/10/15, no callbacks, no cancel (providers.md section 5).
+First frame (+ driving audio) only, durations 5/10/15, no callbacks, no cancel (the docs describe neither).
+Source: https://docs.aimlapi.com/api-references/video-models/alibaba-cloud/wan-2.7-image-to-video
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import httpx
 from i2v.models import Mode, VideoRequest
 from i2v.providers.base import (
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderRejected,
     ProviderState,
@@ -38,8 +40,9 @@ STATES = {
 }
 
 
-# Submit answers that prove no job was made: no 5xx. The error pages (docs/errors-and-messages, providers.md
-# section 5) document 400, 401, 403 and 429 only; no 5xx is described at all.
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
+# Submit answers that prove no job was made: no 5xx. The error pages (docs/errors-and-messages/ in AI/ML API's
+# docs repository, aimlapi/api-docs) document 400, 401, 403 and 429 only; no 5xx is described at all.
 SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
 
 CAPABILITIES = Capabilities(
@@ -54,9 +57,6 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class AimlapiProvider(HttpProvider):
-    name: str = "aimlapi"
-    capabilities: Capabilities = CAPABILITIES
-
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         # Only first-frame requests get here: routing refuses other modes by CAPABILITIES. That matters,
         # because the body validator drops unknown fields rather than refusing them, so a last frame or clip
@@ -132,3 +132,8 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
                 raw=resp.text,
             )
     return json_body(resp)
+
+
+PROVIDER = Declaration(
+    name="aimlapi", adapter=AimlapiProvider, capabilities=CAPABILITIES, default_base_url=DEFAULT_BASE_URL
+)

@@ -1,11 +1,12 @@
 """What every provider adapter is: sans-I/O mappings between our models and one host's HTTP API.
 
-Adapters build `httpx.Request`s and parse `httpx.Response`s; `i2v.providers.client` does the sending.
+Adapters build `httpx.Request`s and parse `httpx.Response`s; `i2v.providers.client` does the sending. The
+contract in our words, with the rules the gateway applies around it: docs/adapter-contract.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -38,13 +39,19 @@ class ProviderStatus:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a host can honour of the model's options; routing refuses (or passes over) a host that cannot
+    honour a request, naming the option (`refusal`). An adapter never drops an option silently."""
+
     modes: frozenset[Mode]
     durations: frozenset[int]
     resolutions: frozenset[str] = frozenset({"720p", "1080p"})
-    audio: bool = True
-    callback: bool = False
+    audio: bool = True  # accepts driving audio
+    callback: bool = False  # calls a per-task callback URL when a job ends
     cancel: bool = False
+    seed: bool = True  # takes a seed
     min_seed: int = 0
+    negative_prompt: bool = True  # takes a negative prompt
+    prompt_extend: bool = True  # has the prompt-rewriting switch (the model's default is on)
     watermark: bool = True  # has a watermark option
     alpha: bool = True  # accepts images with an alpha channel
     # The 5xx statuses this host documents as "the job was not created" when they answer a submit: only those
@@ -62,9 +69,16 @@ class Capabilities:
         if req.resolution not in self.resolutions:
             return f"supports resolutions {sorted(self.resolutions)}, not {req.resolution}"
         if req.audio_url and not self.audio:
-            return "does not accept driving audio"
+            return "does not accept driving audio (audio_url)"
+        if req.seed is not None and not self.seed:
+            return "takes no seed"
         if req.seed is not None and req.seed < self.min_seed:
             return f"accepts seeds from {self.min_seed}, not {req.seed}"
+        if req.negative_prompt and not self.negative_prompt:
+            return "takes no negative_prompt"
+        # Off is the only setting a host without the switch may not honour: it rewrites, or it does not.
+        if not req.prompt_extend and not self.prompt_extend:
+            return "has no prompt_extend option (it cannot be turned off)"
         if req.watermark and not self.watermark:
             return "has no watermark option"
         if alpha and not self.alpha:
@@ -127,8 +141,10 @@ class Provider(Protocol):
     """One host's API as pure mappings. `submit` gets the mode routing resolved and already checked
     against `capabilities` (see `Capabilities.refusal`): an adapter maps a request, it never refuses one."""
 
-    name: str
-    capabilities: Capabilities
+    @property
+    def name(self) -> str: ...
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request: ...
     def parse_submit(self, resp: httpx.Response) -> str: ...
@@ -138,13 +154,56 @@ class Provider(Protocol):
     def callback_task_id(self, body: bytes) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class Auth:
+    """How a host takes its API key: the header, and its value with `{key}` where the key goes."""
+
+    header: str = "Authorization"
+    value: str = "Bearer {key}"
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {self.header: self.value.format(key=key)}
+
+
+BEARER = Auth()
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One host, as its module declares it (`PROVIDER = Declaration(...)`); i2v.providers.registry collects
+    them. Everything the gateway knows of a host that is not a mapping lives here, once."""
+
+    name: str  # the module's own name: the API's `provider`, the simulator's module (sim_<name>)
+    adapter: Callable[..., Provider]  # an HttpProvider subclass: (base_url=, api_key=, declared=)
+    capabilities: Capabilities
+    default_base_url: str  # the public host; "" means a base URL must be configured
+    auth: Auth = BEARER
+    # The most jobs one account may have running at once, where the host documents it (None: it does not).
+    max_in_flight: int | None = None
+    # USD per second of video by request shape ("720p", "1080p", "720p+audio" where audio is priced apart),
+    # where the host publishes a price; the operator's table (I2V_PRICES) overrides it. Never a guess.
+    price: Mapping[str, float] = field(default_factory=dict)
+
+    def build(self, base_url: str, api_key: str) -> Provider:
+        """The adapter for this host at `base_url`, sending `api_key`."""
+        return self.adapter(base_url=base_url, api_key=api_key, declared=self)
+
+
 @dataclass
 class HttpProvider:
-    """Shared plumbing for adapters: base URL, bearer auth, JSON bodies and error classification."""
+    """Shared plumbing for adapters: base URL, the host's auth header, JSON bodies, error classification."""
 
     base_url: str
     api_key: str
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    declared: Declaration
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.declared.capabilities
 
     def callback_task_id(self, body: bytes) -> str | None:
         """The provider's job id named in a callback body (a hint, confirmed by a status query), if any."""
@@ -153,11 +212,7 @@ class HttpProvider:
     def request(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Request:
-        headers = {
-            "Authorization": f"Bearer {self.api_key}",
-            "Accept": "application/json",
-            **self.extra_headers,
-        }
+        headers = {**self.declared.auth.headers(self.api_key), "Accept": "application/json"}
         url = self.base_url.rstrip("/") + path
         if body is None:
             return httpx.Request(method, url, headers=headers, params=params)

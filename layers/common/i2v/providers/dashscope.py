@@ -15,6 +15,7 @@ from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderError,
     ProviderState,
@@ -47,12 +48,17 @@ STATES = {
 }
 
 
-# Submit answers that prove no job was made: no 5xx. The API reference (providers.md section 6) documents 400
-# InvalidParameter, 401/403 and 429 only, and warns "Do not create duplicate tasks".
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
+# Submit answers that prove no job was made: no 5xx. The API reference
+# (https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference) warns
+# "Do not create duplicate tasks"; the errors documented for it (as summarised in the secondary doc
+# cinience/alicloud-skills, skills/ai/video/aliyun-wan-i2v/references/api_reference.md) are 400
+# InvalidParameter, 401/403 and 429 only.
 SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
 
 # All three modes, 2-15 s, 720P/1080P, driving audio; no per-task callback and no cancel endpoint on the
-# wan2.7 HTTP reference (providers.md section 6).
+# wan2.7 HTTP reference
+# (https://www.alibabacloud.com/help/en/model-studio/image-to-video-general-api-reference).
 CAPABILITIES = Capabilities(
     modes=ALL_MODES,
     durations=ALL_DURATIONS,
@@ -66,8 +72,6 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class DashscopeProvider(HttpProvider):
-    name: str = "dashscope"
-    capabilities: Capabilities = CAPABILITIES
     model: str = MODEL  # or a dated snapshot such as wan2.7-i2v-2026-04-25
 
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
@@ -133,7 +137,7 @@ class DashscopeProvider(HttpProvider):
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
-        return None  # no cancel endpoint documented for wan2.7-i2v (providers.md: NOT FOUND)
+        return None  # no cancel endpoint documented for wan2.7-i2v (the docs do not mention one)
 
 
 def _output(data: dict[str, Any], resp: httpx.Response) -> dict[str, Any]:
@@ -141,3 +145,8 @@ def _output(data: dict[str, Any], resp: httpx.Response) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise ProviderError("answer has no output object", status_code=resp.status_code, raw=resp.text)
     return output
+
+
+PROVIDER = Declaration(
+    name="dashscope", adapter=DashscopeProvider, capabilities=CAPABILITIES, default_base_url=DEFAULT_BASE_URL
+)

@@ -1,5 +1,6 @@
 """The `evolink` provider: EvoLink's unified video API (model `wan2.7-image-to-video`), polled at
-/v1/tasks/{id}. Contract and sources: section 4 of providers.md.
+/v1/tasks/{id}. Sources: https://docs.evolink.ai/en/api-manual/video-series/wan2.7/wan2.7-image-to-video ,
+https://docs.evolink.ai/en/api-manual/task-management/get-task-detail .
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderState,
     ProviderStatus,
@@ -46,9 +48,11 @@ STATES = {
 # A task-level error code that means the task was cancelled, not that generation failed.
 CANCELLED_CODES = frozenset({"request_cancelled"})
 
-# Submit answers that prove no job was made: no 5xx. The error codes page (task-management/error-codes.mdx,
-# providers.md section 4) documents 500 internal_error/api_error with no word on whether the task exists, and
-# task-level service_error/service_unavailable codes that arrive on a task that does exist.
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
+# Submit answers that prove no job was made: no 5xx. The error codes page
+# (api-manual/task-management/error-codes on docs.evolink.ai) documents 500 internal_error/api_error with
+# no word on whether the task exists, and task-level service_error/service_unavailable codes that arrive on
+# a task that does exist.
 SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
 
 CAPABILITIES = Capabilities(
@@ -68,9 +72,6 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class EvolinkProvider(HttpProvider):
-    name: str = "evolink"
-    capabilities: Capabilities = CAPABILITIES
-
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         # Routing has refused what EvoLink cannot take (seed 0, a watermark: see CAPABILITIES); EvoLink has
         # no watermark field, so `req.watermark` (then always false) is not sent.
@@ -131,8 +132,13 @@ class EvolinkProvider(HttpProvider):
         )
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
-        return None  # no cancel endpoint is documented (providers.md, section 4)
+        return None  # no cancel endpoint is documented (the docs show only task_info.can_cancel)
 
     def callback_task_id(self, body: bytes) -> str | None:
         task_id = callback_json(body).get("id")  # "consistent with the task query API response"
         return task_id if isinstance(task_id, str) else None
+
+
+PROVIDER = Declaration(
+    name="evolink", adapter=EvolinkProvider, capabilities=CAPABILITIES, default_base_url=DEFAULT_BASE_URL
+)

@@ -15,6 +15,7 @@ from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderState,
     ProviderStatus,
@@ -33,6 +34,7 @@ STATES = {
 }
 
 
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
 # Submit answers that prove no job was made: the renderer's own API (i2v_local.sim_local) answers 503 only
 # when it refuses a submit before making a job (overloaded); a 500, 502 or 504 may come after the job exists.
 SUBMIT_NOT_CREATED = frozenset({503})
@@ -49,9 +51,6 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class LocalProvider(HttpProvider):
-    name: str = "local"
-    capabilities: Capabilities = CAPABILITIES
-
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         body = {
             "prompt": req.prompt,
@@ -97,3 +96,6 @@ class LocalProvider(HttpProvider):
     def callback_task_id(self, body: bytes) -> str | None:
         task_id = callback_json(body).get("id")  # callbacks carry the task object
         return task_id if isinstance(task_id, str) else None
+
+
+PROVIDER = Declaration(name="local", adapter=LocalProvider, capabilities=CAPABILITIES, default_base_url="")

@@ -1,11 +1,11 @@
 """Novita AI's `wan2.7-i2v` async API (flat body, `task-result` polling, `extra.webhook` callbacks).
 
-HighwayAPI (JieKou) documents the same schema at another host, so it is this adapter configured: `highway()`.
+HighwayAPI (JieKou) documents the same schema at another host: i2v.providers.highway declares it there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderError,
     ProviderRejected,
@@ -29,12 +30,12 @@ from i2v.providers.base import (
 )
 
 DEFAULT_BASE_URL = "https://api.novita.ai"
-HIGHWAY_BASE_URL = "https://api.highwayapi.ai"
 SUBMIT_PATH = "/v3/async/wan2.7-i2v"
 RESULT_PATH = "/v3/async/task-result"
 
-# SUCCEED/FAILED are in Novita's docs; QUEUED/PROCESSING and CANCELED come from public client code
-# (providers.md §2). There is no cancel endpoint, but a task cancelled on Novita's side must not look running.
+# SUCCEED/FAILED are in Novita's docs (https://novita.ai/docs/api-reference/model-apis-webhook);
+# QUEUED/PROCESSING and CANCELED come from public client code. There is no cancel endpoint, but a task
+# cancelled on Novita's side must not look running.
 STATES = {
     "TASK_STATUS_QUEUED": ProviderState.QUEUED,
     "TASK_STATUS_PROCESSING": ProviderState.PROCESSING,
@@ -43,14 +44,15 @@ STATES = {
     "TASK_STATUS_CANCELED": ProviderState.CANCELLED,
 }
 
-# Submit answers that prove no job was made: no 5xx. The errors guide (novita.ai/docs/guides/error,
-# providers.md section 2) lists 503 and 504 without saying whether the task was created, and documents no
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
+# Submit answers that prove no job was made: no 5xx. The errors guide (https://novita.ai/docs/guides/error)
+# lists 503 and 504 without saying whether the task was created, and documents no
 # error body; its 400/401/403/429 are refusals. HighwayAPI documents no errors at all and shares this set.
 SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
 
 # All three modes (image_url / +last_frame_url / first_clip_url), 2-15 s, 720P|1080P, driving audio.
 # Webhooks: Novita's generic `extra.webhook` for V3 async APIs (the wan2.7-i2v page itself lists no `extra`).
-NOVITA_CAPABILITIES = Capabilities(
+CAPABILITIES = Capabilities(
     modes=ALL_MODES,
     durations=ALL_DURATIONS,
     audio=True,
@@ -59,15 +61,10 @@ NOVITA_CAPABILITIES = Capabilities(
     alpha=False,  # "PNG (no transparency)"
     submit_not_created=SUBMIT_NOT_CREATED,
 )
-# HighwayAPI's docs mention no webhook, so we poll it rather than send a field it may reject.
-HIGHWAY_CAPABILITIES = replace(NOVITA_CAPABILITIES, callback=False)
 
 
 @dataclass
 class NovitaProvider(HttpProvider):
-    name: str = "novita"
-    capabilities: Capabilities = NOVITA_CAPABILITIES
-
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         body: dict[str, Any] = {
             "prompt": req.prompt,
@@ -109,13 +106,6 @@ class NovitaProvider(HttpProvider):
         return task_id if isinstance(task_id, str) else None
 
 
-def highway(base_url: str, api_key: str) -> NovitaProvider:
-    """HighwayAPI: Novita's wan2.7-i2v schema and task-result polling at its own host, without webhooks."""
-    return NovitaProvider(
-        base_url=base_url, api_key=api_key, name="highway", capabilities=HIGHWAY_CAPABILITIES
-    )
-
-
 def parse_task_result(data: dict[str, Any], raw: str) -> ProviderStatus:
     """A task-result object; a webhook's `payload` has the same shape, so callbacks can use this too."""
     task = data.get("task")
@@ -152,3 +142,8 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
                 raw=resp.text,
             )
     return json_body(resp)
+
+
+PROVIDER = Declaration(
+    name="novita", adapter=NovitaProvider, capabilities=CAPABILITIES, default_base_url=DEFAULT_BASE_URL
+)

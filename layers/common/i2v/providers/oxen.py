@@ -16,6 +16,7 @@ from i2v.providers.base import (
     ALL_DURATIONS,
     ALL_MODES,
     Capabilities,
+    Declaration,
     HttpProvider,
     ProviderState,
     ProviderStatus,
@@ -42,10 +43,12 @@ RESOLUTIONS = {"720p": "720P", "1080p": "1080P"}
 # All three modes, 2-15 s, 720P/1080P and driving audio per the model page; cancel via DELETE. Completion
 # is pushed only over an SSE stream, never to a callback URL, so the gateway polls.
 #
-# Submit answers that prove no job was made: no 5xx. The error docs (inference-api/overview.mdx, providers.md
-# section 1) give the types unauthenticated, invalid_params, resource_not_found and unknown_error and never
-# say a 5xx means "not enqueued". Follow-up: `GET /api/ai/queue` lists the queued and processing generations,
-# so a submit with an unknown outcome could be matched there instead of failing the task.
+# What an unknown submit outcome means, and when a lost one is recovered: docs/adapter-contract.md (4, 5).
+# Submit answers that prove no job was made: no 5xx. The error docs (inference-api/overview.mdx in the
+# Oxen-AI/docs repository, the source of docs.oxen.ai) give the types unauthenticated, invalid_params,
+# resource_not_found and unknown_error and never say a 5xx means "not enqueued". Follow-up:
+# `GET /api/ai/queue` lists the queued and processing generations, so a submit with an unknown outcome could
+# be matched there instead of failing the task.
 SUBMIT_NOT_CREATED: frozenset[int] = frozenset()
 
 CAPABILITIES = Capabilities(
@@ -60,9 +63,6 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class OxenProvider(HttpProvider):
-    name: str = "oxen"
-    capabilities: Capabilities = CAPABILITIES
-
     def submit(self, req: VideoRequest, mode: Mode, callback_url: str | None) -> httpx.Request:
         # callback_url is dropped: Oxen has no webhook field, and the sweeper polls instead.
         body: dict[str, Any] = {
@@ -110,3 +110,8 @@ class OxenProvider(HttpProvider):
 
     def cancel(self, provider_task_id: str) -> httpx.Request | None:
         return self.request("DELETE", f"/api/ai/queue/{quote(provider_task_id, safe='')}")
+
+
+PROVIDER = Declaration(
+    name="oxen", adapter=OxenProvider, capabilities=CAPABILITIES, default_base_url=DEFAULT_BASE_URL
+)

@@ -1,55 +1,65 @@
-"""Which providers exist and how each is configured: adding a provider is one line in PROVIDERS.
+"""Which providers exist and how each is configured.
 
-A provider is routed to only when it has a key: I2V_<NAME>_API_KEY, or its entry in the JSON secret named by
-I2V_PROVIDER_KEYS_ARN (deployed). I2V_<NAME>_BASE_URL overrides the host (e.g. DashScope's region).
+Every module of this package that declares `PROVIDER` (an `i2v.providers.base.Declaration`) is a provider,
+named as its module is: adding a host is adding its module, nothing here. A provider is routed to only when
+it has a key: I2V_<NAME>_API_KEY, or its entry in the JSON secret named by I2V_PROVIDER_KEYS_ARN (deployed).
+Its base URL is I2V_<NAME>_BASE_URL, else its `base_url` in I2V_PROVIDER_SETTINGS (the template's
+ProviderSettings), else the host its module declares; an empty value is no value.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import pkgutil
 
-from i2v.config import Settings
-from i2v.providers import aimlapi, dashscope, evolink, novita, oxen
-from i2v.providers.base import Provider
-from i2v.providers.local import LocalProvider
+from aws_lambda_powertools import Logger
 
+from i2v import providers
+from i2v.config import ProviderOptions, Settings
+from i2v.providers.base import Declaration, Provider
 
-@dataclass(frozen=True)
-class Entry:
-    build: Callable[[str, str], Provider]  # (base_url, api_key) -> adapter
-    default_base_url: str = ""  # the public host; empty means the base URL must be configured
+logger = Logger(child=True)
 
 
-PROVIDERS: dict[str, Entry] = {
-    "local": Entry(lambda url, key: LocalProvider(base_url=url, api_key=key)),
-    "oxen": Entry(lambda url, key: oxen.OxenProvider(base_url=url, api_key=key), oxen.DEFAULT_BASE_URL),
-    "novita": Entry(
-        lambda url, key: novita.NovitaProvider(base_url=url, api_key=key), novita.DEFAULT_BASE_URL
-    ),
-    "highway": Entry(novita.highway, novita.HIGHWAY_BASE_URL),
-    "evolink": Entry(
-        lambda url, key: evolink.EvolinkProvider(base_url=url, api_key=key), evolink.DEFAULT_BASE_URL
-    ),
-    "aimlapi": Entry(
-        lambda url, key: aimlapi.AimlapiProvider(base_url=url, api_key=key), aimlapi.DEFAULT_BASE_URL
-    ),
-    "dashscope": Entry(
-        lambda url, key: dashscope.DashscopeProvider(base_url=url, api_key=key), dashscope.DEFAULT_BASE_URL
-    ),
-}
+def declared() -> dict[str, Declaration]:
+    """Every provider module's declaration, by name (the module's own: `sim_<name>` is its simulator)."""
+    found: dict[str, Declaration] = {}
+    for module in pkgutil.iter_modules(providers.__path__):
+        declaration = getattr(
+            importlib.import_module(f"{providers.__name__}.{module.name}"), "PROVIDER", None
+        )
+        if declaration is None:
+            continue  # the shared modules: base, client, this one
+        if not isinstance(declaration, Declaration) or declaration.name != module.name:
+            raise TypeError(
+                f"i2v.providers.{module.name}.PROVIDER must be a Declaration named {module.name!r}"
+            )
+        found[module.name] = declaration
+    return found
+
+
+PROVIDERS = declared()
 
 
 def configured(settings: Settings) -> dict[str, Provider]:
     """Providers that have a key and a base URL: only those can be routed to."""
     secret_keys = _secret_keys(settings)
+    unknown = sorted(set(settings.provider_settings) - set(PROVIDERS))
+    if unknown:
+        logger.warning(
+            "I2V_PROVIDER_SETTINGS names providers this gateway does not have", extra={"names": unknown}
+        )
     found: dict[str, Provider] = {}
-    for name, entry in PROVIDERS.items():
+    for name, declaration in PROVIDERS.items():
         key = settings.provider_setting(name, "api_key") or secret_keys.get(name, "")
-        base_url = settings.provider_setting(name, "base_url") or entry.default_base_url
+        base_url = (
+            settings.provider_setting(name, "base_url")
+            or settings.provider_settings.get(name, ProviderOptions()).base_url
+            or declaration.default_base_url
+        )
         if key and base_url:
-            found[name] = entry.build(base_url, key)
+            found[name] = declaration.build(base_url, key)
     return found
 
 
