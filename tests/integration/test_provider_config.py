@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from pydantic import ValidationError
 
 from i2v.config import Settings
 from i2v.lifecycle import Work
@@ -40,6 +41,67 @@ def test_base_url_setting_selects_another_host_or_region(
     containers.clear()  # new containers read the new environment
     provider = registry.configured(Settings())["dashscope"]  # type: ignore[call-arg]
     assert provider.status("t-1").url == "https://dashscope.aliyuncs.com/api/v1/tasks/t-1"
+
+
+def dashscope_url(monkeypatch: pytest.MonkeyPatch, settings: str | None, override: str | None = None) -> str:
+    """Where a status query of DashScope goes, with I2V_PROVIDER_SETTINGS (and I2V_DASHSCOPE_BASE_URL) so."""
+    monkeypatch.setenv("I2V_DASHSCOPE_API_KEY", "sk-test")
+    for name, value in (("I2V_PROVIDER_SETTINGS", settings), ("I2V_DASHSCOPE_BASE_URL", override)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return str(registry.configured(Settings())["dashscope"].status("t-1").url)  # type: ignore[call-arg]
+
+
+BEIJING = "https://dashscope.aliyuncs.com"
+SINGAPORE = "https://dashscope-intl.aliyuncs.com"
+
+
+def test_provider_settings_move_a_provider_to_another_region_without_a_template_edit(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = json.dumps({"dashscope": {"base_url": BEIJING}})
+    assert dashscope_url(monkeypatch, settings) == f"{BEIJING}/api/v1/tasks/t-1"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        None,
+        "",
+        "  ",
+        "{}",
+        '{"dashscope": {}}',
+        '{"dashscope": {"base_url": ""}}',
+        '{"oxen": {"base_url": "x"}}',
+    ],
+)
+def test_an_empty_or_missing_provider_setting_is_the_providers_default(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch, settings: str | None
+) -> None:
+    assert dashscope_url(monkeypatch, settings) == f"{SINGAPORE}/api/v1/tasks/t-1"
+
+
+def test_the_documented_base_url_variable_still_wins_over_provider_settings(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = json.dumps({"dashscope": {"base_url": "https://elsewhere.example"}})
+    assert dashscope_url(monkeypatch, settings, override=BEIJING) == f"{BEIJING}/api/v1/tasks/t-1"
+
+
+@pytest.mark.parametrize("settings", ['{"dashscope": {"baseurl": "x"}}', "not json", '["dashscope"]'])
+def test_a_provider_setting_that_cannot_mean_anything_is_an_error_naming_it(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch, settings: str
+) -> None:
+    monkeypatch.setenv("I2V_PROVIDER_SETTINGS", settings)
+    with pytest.raises(ValidationError, match="provider_settings"):
+        Settings()  # type: ignore[call-arg]
+
+
+def test_an_empty_prices_parameter_is_no_prices(aws: LocalResources, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2V_PRICES", "")
+    assert Settings().prices == {}  # type: ignore[call-arg]
 
 
 def test_provider_without_a_key_is_not_routed_to(tenant: str, media_server: tuple[object, str]) -> None:
