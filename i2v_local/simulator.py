@@ -100,6 +100,9 @@ class Simulator:
     # its own format that it never issued, and how it answers a query for one (None: a 404).
     never_issued = "never-issued"
     unknown_job_answer: str | None = None
+    # The account's secret for signing callbacks, for a host that signs them with one (the local stack hands
+    # it to the gateway as I2V_<NAME>_WEBHOOK_SECRET); "" for a host that does not.
+    webhook_secret = ""
 
     def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
         self.api_key = api_key

@@ -270,9 +270,9 @@ class LocalStack:
         # own I2V_PROVIDER_SETTINGS (or an I2V_<NAME>_BASE_URL) sets wins, as it does deployed.
         env["I2V_PROVIDER_SETTINGS"] = json.dumps(self._provider_settings())
         for name, sim in self.simulators.items():
-            env.setdefault(
-                f"I2V_{name.upper()}_API_KEY", os.environ.get(f"I2V_{name.upper()}_API_KEY", sim.api_key)
-            )
+            for what, value in (("API_KEY", sim.api_key), ("WEBHOOK_SECRET", sim.webhook_secret)):
+                variable = f"I2V_{name.upper()}_{what}"
+                env.setdefault(variable, os.environ.get(variable, value))
         env.update(
             I2V_POLL_INTERVAL_SECONDS=str(self.poll_interval),
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),

@@ -35,7 +35,7 @@ def callback(provider: str, task_id: str) -> Response[Any]:
     except ValueError:  # not base64 of UTF-8 text: the body is only ever a hint, and this one says nothing
         body = b""
     try:
-        task = on_callback(rt, provider, task_id, token, body)
+        task = on_callback(rt, provider, task_id, token, body, app.current_event.headers)
     except RequestProblem as exc:
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return problem_for(exc)

@@ -78,3 +78,26 @@ def test_audio_has_its_own_price_where_the_host_prices_it() -> None:
     assert price_per_second(settings(), "oxen", "720p", audio=True) == 0.12
     assert price_per_second(settings(), "oxen", "1080p", audio=True) == 0.15  # no audio price: the plain one
     assert price_per_second(settings(), "novita", "720p", audio=False) is None
+
+
+@pytest.fixture
+def oxen_publishes_a_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if oxen's module declared the price its host publishes."""
+    from dataclasses import replace
+
+    from i2v.providers.registry import PROVIDERS
+
+    monkeypatch.setitem(PROVIDERS, "oxen", replace(PROVIDERS["oxen"], price={"720p": 0.2, "1080p": 0.3}))
+
+
+@pytest.mark.usefixtures("oxen_publishes_a_price")
+def test_without_an_operator_price_the_hosts_published_price_is_used_and_said() -> None:
+    assert price_per_second(settings({}), "oxen", "720p", audio=False) == 0.2
+    cost = task_cost(settings({}), task())
+    assert (cost.provider_cost, cost.cost_source) == (pytest.approx(5.04 * 0.2), "list_price")
+
+
+@pytest.mark.usefixtures("oxen_publishes_a_price")
+def test_the_operators_price_wins_over_the_published_one() -> None:
+    assert price_per_second(settings(), "oxen", "720p", audio=False) == 0.10
+    assert task_cost(settings(), task()).cost_source == "estimate"

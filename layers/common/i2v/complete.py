@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -26,14 +27,22 @@ from i2v.providers.base import (
     UnknownProviderStatus,
     json_or_none,
 )
-from i2v.runtime import Runtime
+from i2v.runtime import DocumentUnavailable, Runtime
 from i2v.submit import callback_path, callback_token
 
 logger = Logger(child=True)
 
 
-def on_callback(rt: Runtime, provider: str, task_id: str, token: str, body: bytes = b"") -> Task:
-    """Verify the per-task token, then trust only what the provider's status API says."""
+def on_callback(
+    rt: Runtime,
+    provider: str,
+    task_id: str,
+    token: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> Task:
+    """Verify the per-task token and, where the host signs its callbacks, the signature; then trust only
+    what the provider's status API says. A callback refused on either changes nothing."""
     # Bytes, not str: compare_digest refuses non-ASCII str, and anyone can send any token.
     given = token.encode("utf-8", "surrogatepass")
     if not hmac.compare_digest(callback_token(rt, task_id).encode(), given):
@@ -42,6 +51,17 @@ def on_callback(rt: Runtime, provider: str, task_id: str, token: str, body: byte
     last = task.attempts[-1] if task and task.attempts else None
     if task is None or provider != (task.provider or (last.provider if last else None)):
         raise RequestProblem(404, "Unknown task")
+    adapter = rt.providers.get(provider)
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        refusal = adapter.callback_refusal(lowered, body, rt.clock(), rt.public_json) if adapter else None
+    except DocumentUnavailable as exc:
+        # The host's keys could not be had: nothing is decided, and a non-2xx makes the host call again.
+        logger.warning("callback signature not checkable", task_id=task_id, provider=provider, error=str(exc))
+        raise RequestProblem(503, "Callback signature cannot be checked now") from None
+    if refusal:
+        logger.warning("callback signature refused", task_id=task_id, provider=provider, reason=refusal)
+        raise RequestProblem(401, "Invalid callback signature", detail=refusal)
     if task.status.terminal:
         return task
     if task.status is Status.ACCEPTED and last is not None and last.outcome in ("sent", "unknown"):

@@ -324,7 +324,7 @@ class TaskError(BaseModel):
     raw: str | None = None
 
 
-CostSource = Literal["reported", "estimate", "no_price", "unmeasured", "not_billed"]
+CostSource = Literal["reported", "estimate", "list_price", "no_price", "unmeasured", "not_billed"]
 
 
 class TaskCost(BaseModel):
@@ -336,7 +336,8 @@ class TaskCost(BaseModel):
     provider_cost: float | None = Field(None, description="What the provider charged: reported, or estimated")
     cost_source: CostSource = Field(
         description="reported: the provider's own figure; estimate: billed_seconds x the operator's price; "
-        "no_price: delivered, but no reported figure and no price configured; unmeasured: delivered, but its"
+        "list_price: billed_seconds x the price the host publishes (the operator set none); "
+        "no_price: delivered, but no reported figure and no price known; unmeasured: delivered, but its"
         " duration could not be read; not_billed: nothing delivered and nothing reported"
     )
     client_charge: float | None = Field(

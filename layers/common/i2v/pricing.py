@@ -41,6 +41,7 @@ def task_cost(settings: Settings, task: Task) -> TaskCost:
         elif task.output is None or task.output.duration is None:
             cost, source = None, "unmeasured"  # never an estimate of 0 for a video we could not measure
         else:
-            cost, source = round(seconds * price, 6), "estimate"
+            operators = bool(settings.prices.get(task.provider or ""))
+            cost, source = round(seconds * price, 6), "estimate" if operators else "list_price"
     charge = cost if delivered else 0.0
     return TaskCost(billed_seconds=seconds, provider_cost=cost, cost_source=source, client_charge=charge)

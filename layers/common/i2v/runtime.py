@@ -29,11 +29,21 @@ if TYPE_CHECKING:
     from i2v.providers.base import Provider
 
 
+class DocumentUnavailable(Exception):
+    """A public document (Runtime.public_json) that could not be had."""
+
+
+PUBLIC_JSON_MAX_BYTES = 64 * 1024  # a key set is a few hundred bytes
+PUBLIC_JSON_MAX_AGE = 3600.0  # a host rotating its keys publishes the new one ahead; an hour is well inside
+
+
 @dataclass
 class Runtime:
     settings: Settings
     clock: Callable[[], float] = time.time
     client: ProviderClient = field(default_factory=ProviderClient)
+    # Public JSON documents (a host's published webhook keys) by URL: (fetched at, document).
+    _documents: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(cls) -> Runtime:
@@ -75,6 +85,30 @@ class Runtime:
         return guarded_client(
             s.allow_private_urls, allowed_ports=s.allowed_ports, private_hosts=s.private_hosts
         )
+
+    def public_json(self, url: str, max_age: float = PUBLIC_JSON_MAX_AGE) -> Any:
+        """A public JSON document (a host's published webhook keys), fetched through the URL guard and kept
+        `max_age` seconds in this container. DocumentUnavailable when it cannot be had: a URL the guard
+        refuses, a failed fetch, a body over PUBLIC_JSON_MAX_BYTES or not JSON."""
+        kept = self._documents.get(url)
+        if kept is not None and self.clock() - kept[0] < max_age:
+            return kept[1]
+        from i2v import jsontext
+        from i2v.media import UnsafeUrl
+
+        body = b""
+        try:
+            with self.fetcher.stream("GET", url, timeout=self.settings.http_timeout_seconds) as resp:
+                resp.raise_for_status()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > PUBLIC_JSON_MAX_BYTES:
+                        raise DocumentUnavailable(f"{url} is longer than {PUBLIC_JSON_MAX_BYTES} bytes")
+            document = jsontext.loads(body)
+        except (httpx.HTTPError, UnsafeUrl, jsontext.NotJson) as exc:
+            raise DocumentUnavailable(f"{url}: {exc}") from exc
+        self._documents[url] = (self.clock(), document)
+        return document
 
     @cached_property
     def s3(self) -> S3Client:

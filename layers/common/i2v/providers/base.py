@@ -152,6 +152,9 @@ class Provider(Protocol):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus: ...
     def cancel(self, provider_task_id: str) -> httpx.Request | None: ...
     def callback_task_id(self, body: bytes) -> str | None: ...
+    def callback_refusal(
+        self, headers: Mapping[str, str], body: bytes, now: float, fetch_json: Callable[[str], Any]
+    ) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,10 @@ class Declaration:
     # where the host publishes a price; the operator's table (I2V_PRICES) overrides it. Never a guess.
     price: Mapping[str, float] = field(default_factory=dict)
 
-    def build(self, base_url: str, api_key: str) -> Provider:
-        """The adapter for this host at `base_url`, sending `api_key`."""
-        return self.adapter(base_url=base_url, api_key=api_key, declared=self)
+    def build(self, base_url: str, api_key: str, webhook_secret: str = "") -> Provider:
+        """The adapter for this host at `base_url`, sending `api_key`; `webhook_secret` checks the signatures
+        of its callbacks where the host signs them with a secret of the account's."""
+        return self.adapter(base_url=base_url, api_key=api_key, declared=self, webhook_secret=webhook_secret)
 
 
 @dataclass
@@ -196,6 +200,7 @@ class HttpProvider:
     base_url: str
     api_key: str
     declared: Declaration
+    webhook_secret: str = ""  # the account's secret for the host's callback signatures, where it has one
 
     @property
     def name(self) -> str:
@@ -207,6 +212,15 @@ class HttpProvider:
 
     def callback_task_id(self, body: bytes) -> str | None:
         """The provider's job id named in a callback body (a hint, confirmed by a status query), if any."""
+        return None
+
+    def callback_refusal(
+        self, headers: Mapping[str, str], body: bytes, now: float, fetch_json: Callable[[str], Any]
+    ) -> str | None:
+        """Why a callback's signature does not hold, or None when it does (then the per-task token, checked
+        before, and the status query, asked after, decide as for every host). `headers` are lower-cased;
+        `now` is epoch seconds; `fetch_json(url)` GETs a public JSON document (a host's published keys)
+        through the URL guard, cached. A host that does not sign its callbacks keeps this default."""
         return None
 
     def request(

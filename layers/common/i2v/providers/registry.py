@@ -3,6 +3,8 @@
 Every module of this package that declares `PROVIDER` (an `i2v.providers.base.Declaration`) is a provider,
 named as its module is: adding a host is adding its module, nothing here. A provider is routed to only when
 it has a key: I2V_<NAME>_API_KEY, or its entry in the JSON secret named by I2V_PROVIDER_KEYS_ARN (deployed).
+A host that signs its callbacks with a secret of the account's gets it the same two ways:
+I2V_<NAME>_WEBHOOK_SECRET, or `webhook_secret` in its entry of that secret.
 Its base URL is I2V_<NAME>_BASE_URL, else its `base_url` in I2V_PROVIDER_SETTINGS (the template's
 ProviderSettings), else the host its module declares; an empty value is no value.
 """
@@ -52,22 +54,32 @@ def configured(settings: Settings) -> dict[str, Provider]:
         )
     found: dict[str, Provider] = {}
     for name, declaration in PROVIDERS.items():
-        key = settings.provider_setting(name, "api_key") or secret_keys.get(name, "")
+        stored = secret_keys.get(name, {})
+        key = settings.provider_setting(name, "api_key") or stored.get("api_key", "")
+        webhook_secret = settings.provider_setting(name, "webhook_secret") or stored.get("webhook_secret", "")
         base_url = (
             settings.provider_setting(name, "base_url")
             or settings.provider_settings.get(name, ProviderOptions()).base_url
             or declaration.default_base_url
         )
         if key and base_url:
-            found[name] = declaration.build(base_url, key)
+            found[name] = declaration.build(base_url, key, webhook_secret)
     return found
 
 
-def _secret_keys(settings: Settings) -> dict[str, str]:
-    """{provider: key} from Secrets Manager, cached by powertools; never logged."""
+def _secret_keys(settings: Settings) -> dict[str, dict[str, str]]:
+    """{provider: {"api_key", "webhook_secret"}} from Secrets Manager, cached by powertools; never logged.
+    The secret's JSON gives each provider its key as a string, or an object with `api_key` and, for a host
+    that signs its callbacks with a secret of the account's, `webhook_secret`."""
     if not settings.provider_keys_arn:
         return {}
     from aws_lambda_powertools.utilities import parameters
 
     loaded = json.loads(str(parameters.get_secret(settings.provider_keys_arn, max_age=300)))
-    return {str(k): str(v) for k, v in loaded.items() if v} if isinstance(loaded, dict) else {}
+    if not isinstance(loaded, dict):
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for name, value in loaded.items():
+        entry = value if isinstance(value, dict) else {"api_key": value}
+        found[str(name)] = {k: str(v) for k, v in entry.items() if k in ("api_key", "webhook_secret") and v}
+    return found
