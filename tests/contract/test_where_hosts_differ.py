@@ -109,3 +109,12 @@ def test_routing_refuses_an_option_a_host_lacks_naming_it(
 def test_a_host_without_the_prompt_extend_switch_still_serves_the_models_default() -> None:
     req = VideoRequest(image_url=IMAGE)
     assert replace(EVERYTHING, prompt_extend=False).refusal(req, Mode.FIRST_FRAME) is None
+
+
+def test_a_keyed_result_link_gets_the_key_only_on_the_hosts_own_origin() -> None:
+    keyed = replace(local.PROVIDER, keyed_results=True).build("https://host.example/api", "k-1")
+    assert keyed.result_headers("https://host.example/v/1/content") == {"Authorization": "Bearer k-1"}
+    for elsewhere in ("https://cdn.example/v/1", "http://host.example/v/1", "https://host.example:8443/v/1"):
+        assert keyed.result_headers(elsewhere) == {}
+    plain = local.PROVIDER.build("https://host.example/api", "k-1")
+    assert plain.result_headers("https://host.example/v/1/content") == {}

@@ -88,6 +88,8 @@ RARELY_USED = {
     ("PollFunction", "s3:DeleteObject", "/outputs/"): "discards a stray output when a turn ends its task",
     ("PollFunction", "events:PutEvents", "event-bus/"): "announces a task its turn ended (timed out, failed)",
     ("PollFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task its turn ended",
+    # A host whose result links take the account's key (Declaration.keyed_results): the ingest reads the keys.
+    ("IngestFunction", "secretsmanager:GetSecretValue", "ProviderKeysSecret"): "downloads a keyed result",
     # A drop-folder task whose metadata names a webhook and that no provider takes ends in the trigger.
     ("S3TriggerFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task it ended",
 }

@@ -46,7 +46,8 @@ def test_callback_provider_finishes_through_its_callback(
     view = finished(api, task["id"])
     assert view["status"] == "succeeded"
     assert view["provider"] == provider
-    assert callbacks_for(sims[provider], task["id"]) == [200]
+    # One callback per task, or one per status change (a host that calls on each): every one answered 200.
+    assert set(callbacks_for(sims[provider], task["id"])) == {200}
     head = boto3.client("s3").head_object(Bucket=stack.bucket, Key=view["output"]["key"])
     assert head["ContentLength"] == view["output"]["size"]
 

@@ -44,6 +44,7 @@ def ingest(rt: Runtime, message: IngestMessage) -> str:
                 key,
                 {"task-id": task.id},
                 deadline=rt.settings.ingest_deadline_seconds,
+                headers=_result_headers(rt, task.provider, message.result_url),
             )
             break
         except (httpx.HTTPError, OSError):
@@ -108,3 +109,15 @@ def _duration(rt: Runtime, bucket: str, key: str) -> float | None:
             "stored video's duration unreadable; billed_seconds will be 0", key=key, error=str(exc)
         )
         return None
+
+
+def _result_headers(rt: Runtime, provider: str | None, url: str) -> dict[str, str]:
+    """What the download of `url` needs: nothing, but the key of a host whose result links take it (only
+    then are the keys read)."""
+    from i2v.providers.registry import PROVIDERS
+
+    declared = PROVIDERS.get(provider or "")
+    if declared is None or not declared.keyed_results:
+        return {}
+    adapter = rt.providers.get(provider or "")
+    return adapter.result_headers(url) if adapter else {}

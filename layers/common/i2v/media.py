@@ -9,7 +9,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -403,6 +403,7 @@ def stream_to_s3(
     metadata: dict[str, str],
     *,
     deadline: float = INGEST_DEADLINE_SECONDS,
+    headers: Mapping[str, str] | None = None,
 ) -> Output:
     """Copy a (provider's) result URL into S3 by multipart upload, one part in memory at a time, to a key
     that has no object yet (else botocore's ClientError PreconditionFailed, and nothing is written).
@@ -420,7 +421,8 @@ def stream_to_s3(
     size = 0
     head = b""
     try:
-        with fetch_deadline(deadline), client.stream("GET", url) as resp:
+        # httpx drops an Authorization header on a redirect to another origin: a keyed link's key stays home.
+        with fetch_deadline(deadline), client.stream("GET", url, headers=headers) as resp:
             if resp.status_code != 200:
                 raise IngestError(
                     f"result URL answered HTTP {resp.status_code}",

@@ -152,6 +152,7 @@ class Provider(Protocol):
     def parse_status(self, resp: httpx.Response) -> ProviderStatus: ...
     def cancel(self, provider_task_id: str) -> httpx.Request | None: ...
     def callback_task_id(self, body: bytes) -> str | None: ...
+    def result_headers(self, url: str) -> dict[str, str]: ...
     def callback_refusal(
         self, headers: Mapping[str, str], body: bytes, now: float, fetch_json: Callable[[str], Any]
     ) -> str | None: ...
@@ -186,6 +187,9 @@ class Declaration:
     # USD per second of video by request shape ("720p", "1080p", "720p+audio" where audio is priced apart),
     # where the host publishes a price; the operator's table (I2V_PRICES) overrides it. Never a guess.
     price: Mapping[str, float] = field(default_factory=dict)
+    # The host's result link answers only with the account's key (sent only to the host's own URLs): the
+    # ingest function then reads the keys, which it otherwise never needs.
+    keyed_results: bool = False
 
     def build(self, base_url: str, api_key: str, webhook_secret: str = "") -> Provider:
         """The adapter for this host at `base_url`, sending `api_key`; `webhook_secret` checks the signatures
@@ -213,6 +217,19 @@ class HttpProvider:
     def callback_task_id(self, body: bytes) -> str | None:
         """The provider's job id named in a callback body (a hint, confirmed by a status query), if any."""
         return None
+
+    def result_headers(self, url: str) -> dict[str, str]:
+        """Headers the download of a result link needs: the account's key for a host with `keyed_results`,
+        and only for a link on the host's own base URL (the key never goes anywhere else)."""
+        own = httpx.URL(self.base_url)
+        link = httpx.URL(url)
+        if not self.declared.keyed_results or (link.scheme, link.host, link.port) != (
+            own.scheme,
+            own.host,
+            own.port,
+        ):
+            return {}
+        return self.declared.auth.headers(self.api_key)
 
     def callback_refusal(
         self, headers: Mapping[str, str], body: bytes, now: float, fetch_json: Callable[[str], Any]
