@@ -6,7 +6,7 @@ PUT /fal-ai/wan/requests/<id>/cancel; one webhook per request when it finishes, 
 public key this simulator serves at /.well-known/jwks.json (fal serves its keys at
 https://rest.fal.ai/.well-known/jwks.json; serving our own is our choice so the gateway can verify).
 
-Sources (../shared/providers.md section 7): https://fal.ai/models/fal-ai/wan/v2.7/image-to-video/llms.txt ,
+Sources: https://fal.ai/models/fal-ai/wan/v2.7/image-to-video/llms.txt ,
 https://fal.ai/docs/documentation/model-apis/inference/queue ,
 https://fal.ai/docs/inference-api/queue/cancel ,
 https://fal.ai/docs/documentation/model-apis/inference/webhooks ,

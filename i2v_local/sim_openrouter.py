@@ -5,7 +5,7 @@ GET /api/v1/videos/<id>; GET /api/v1/videos/<id>/content?index=0 -> the MP4, wit
 only; GET /api/v1/videos/models. No cancel endpoint. Callbacks POST a `video.generation.<status>` envelope
 when a job ends, signed with `X-OpenRouter-Signature` when the workspace has a signing secret.
 
-Sources (../shared/providers.md section 8): https://openrouter.ai/docs/features/video-generation ,
+Sources: https://openrouter.ai/docs/features/video-generation ,
 https://openrouter.ai/docs/api/api-reference/videos ,
 https://openrouter.ai/docs/cookbook/video-generation/video-generation-webhooks , the OpenAPI document of
 github.com/OpenRouterTeam/docs (openapi/openapi.yaml),

@@ -6,7 +6,7 @@ Standard Webhooks-style (webhook-id / webhook-timestamp / webhook-signature, HMA
 base64 text after `whsec_`). `Cancel-After` ends a prediction `aborted` (not started) or `canceled` (running).
 Output files are gone an hour after the prediction ends (`data_removed`).
 
-Sources (../shared/providers.md, section 10):
+Sources:
 https://replicate.com/docs/topics/predictions/create-a-prediction ,
 https://replicate.com/docs/topics/predictions/lifecycle ,
 https://replicate.com/docs/topics/predictions/rate-limits ,
@@ -259,7 +259,7 @@ class ReplicateSimulator(Simulator):
 
 
 def validate(data: dict[str, Any]) -> dict[str, Any]:
-    """The input checked against the schema copy (section 10 of providers.md); returns the input."""
+    """The input checked against the schema copy (third-party notes, see the sources above); returns it."""
     given: dict[str, Any] = data["input"]
     for field in given:
         if field not in KNOWN_FIELDS:  # GUESS: the schema refuses extra properties

@@ -1,6 +1,6 @@
 """The `fal` provider: fal.ai's queue (`queue.fal.run`) running `fal-ai/wan/v2.7/image-to-video`.
 
-Sources (../shared/providers.md section 7): the model page
+Sources: the model page
 https://fal.ai/models/fal-ai/wan/v2.7/image-to-video/llms.txt (fields, price); the queue
 https://fal.ai/docs/documentation/model-apis/inference/queue ,
 https://fal.ai/docs/inference-api/queue/cancel , https://fal.ai/docs/documentation/deployment/requests
@@ -210,10 +210,9 @@ class FalProvider(HttpProvider):
         except ValueError:
             return "signature is not hex"
         message = "\n".join((request_id, user_id, timestamp, hashlib.sha256(body).hexdigest())).encode()
-        try:
-            keys = fetch_json(self.jwks_url)
-        except Exception as exc:  # whatever stops us fetching the keys refuses the callback
-            return f"could not fetch the JWKS: {type(exc).__name__}"
+        # A JWKS that cannot be fetched raises (i2v.runtime.DocumentUnavailable): the callback is answered 503
+        # and fal sends it again, rather than refused for what we could not check.
+        keys = fetch_json(self.jwks_url)
         for x in _ed25519_keys(keys):
             try:
                 Ed25519PublicKey.from_public_bytes(x).verify(raw_signature, message)

@@ -47,7 +47,7 @@ PATH = "/v1/ai/image-to-video/wan-2-7"
 RESOLUTIONS = {"720p": "720P", "1080p": "1080P"}
 
 # The status words. CREATED is the documented one (generate page); IN_PROGRESS, COMPLETED and FAILED come from
-# third-party client code (weak evidence, providers.md section 9). No cancelled word is documented, and no
+# third-party client code (weak evidence). No cancelled word is documented, and no
 # cancel endpoint: a job Freepik ends on its side surfaces as FAILED.
 STATES = {
     "CREATED": ProviderState.QUEUED,
@@ -75,7 +75,7 @@ CAPABILITIES = Capabilities(
     resolutions=frozenset(RESOLUTIONS),
     audio=True,  # audio_url: WAV/MP3, 2-30 s, ≤15 MB (overview)
     callback=True,  # webhook_url, called "whenever the task changes status" (generate page)
-    cancel=False,  # no cancel endpoint is documented (providers.md section 9: endpoint list)
+    cancel=False,  # no cancel endpoint is documented
     seed=True,  # seed: int (generate page); 0-2147483647 per a third-party schema
     min_seed=0,
     negative_prompt=True,  # negative_prompt (generate page); max 500 per a third-party schema
@@ -222,5 +222,5 @@ PROVIDER = Declaration(
     # requests per user", https://docs.freepik.com/api-reference/image-to-video/kling-elements-pro/post-kling-elements-pro;
     # not carried over).
     max_in_flight=None,
-    price={},  # not documented in the material read (providers.md section 9): never a guess
+    price={},  # no price is documented: never a guess
 )

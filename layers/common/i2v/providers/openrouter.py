@@ -1,7 +1,7 @@
 """The `openrouter` provider: OpenRouter's video API (`POST /api/v1/videos`, model `alibaba/wan-2.7`), with a
 per-task `callback_url` that OpenRouter calls when a job ends (signed only when the workspace has a secret).
 
-Sources (../shared/providers.md section 8): https://openrouter.ai/docs/features/video-generation ,
+Sources: https://openrouter.ai/docs/features/video-generation ,
 https://openrouter.ai/docs/api/api-reference/videos ,
 https://openrouter.ai/docs/api/api-reference/video-generation/create-videos ,
 https://openrouter.ai/docs/cookbook/video-generation/video-generation-webhooks , and the OpenAPI document of

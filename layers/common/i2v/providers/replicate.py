@@ -1,7 +1,7 @@
 """The `replicate` provider: Replicate's predictions API for the official model `wan-video/wan-2.7-i2v`,
 with a signed webhook when the prediction completes (and polling as the fallback).
 
-Sources (../shared/providers.md, section 10): https://replicate.com/wan-video/wan-2.7-i2v ,
+Sources: https://replicate.com/wan-video/wan-2.7-i2v ,
 https://replicate.com/docs/topics/predictions/create-a-prediction ,
 https://replicate.com/docs/topics/predictions/lifecycle ,
 https://replicate.com/docs/topics/predictions/rate-limits ,
@@ -266,7 +266,7 @@ PROVIDER = Declaration(
     # 600 creates per minute (https://replicate.com/docs/topics/predictions/rate-limits) is a rate, not a
     # number of jobs at once; no concurrency limit is documented.
     max_in_flight=None,
-    # USD per second of video. NOT the host's own page: third-party notes only (providers.md section 10; the
+    # USD per second of video. NOT the host's own page: third-party notes only (the
     # official pricing at https://replicate.com/wan-video/wan-2.7-i2v was not read). Audio is not priced apart
     # in those notes.
     price={"720p": 0.10, "1080p": 0.15},
