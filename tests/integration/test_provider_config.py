@@ -33,6 +33,20 @@ def test_keys_come_from_the_secrets_manager_json_when_deployed(
     assert "dashscope" not in providers
 
 
+def test_a_hosts_webhook_secret_comes_from_its_entry_in_the_keys_secret_or_its_variable(
+    aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = {"replicate": {"api_key": "r8-key", "webhook_secret": "whsec_c2VjcmV0"}, "freepik": "fp-key"}
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=aws.refs["ProviderKeysSecret"], SecretString=json.dumps(entries)
+    )
+    monkeypatch.setenv("I2V_FREEPIK_WEBHOOK_SECRET", "fp-secret")
+    providers = registry.configured(Settings())  # type: ignore[call-arg]
+    replicate, freepik = providers["replicate"], providers["freepik"]
+    assert (replicate.api_key, replicate.webhook_secret) == ("r8-key", "whsec_c2VjcmV0")  # type: ignore[attr-defined]
+    assert (freepik.api_key, freepik.webhook_secret) == ("fp-key", "fp-secret")  # type: ignore[attr-defined]
+
+
 def test_base_url_setting_selects_another_host_or_region(
     aws: LocalResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
