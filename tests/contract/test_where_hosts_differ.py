@@ -96,12 +96,17 @@ EVERYTHING = Capabilities(modes=frozenset(Mode), durations=frozenset(range(2, 16
             {"last_frame_url": IMAGE},
             "does not support mode first_last_frame",
         ),
+        (
+            {"last_frame_with_clip": False},
+            {"image_url": None, "video_url": "https://in.example/c.mp4", "last_frame_url": IMAGE},
+            "takes no last_frame_url with a video_url to continue",
+        ),
     ],
 )
 def test_routing_refuses_an_option_a_host_lacks_naming_it(
     lacking: dict[str, object], request_fields: dict[str, object], message: str
 ) -> None:
-    req = VideoRequest(image_url=IMAGE, **request_fields)  # type: ignore[arg-type]
+    req = VideoRequest.model_validate({"image_url": IMAGE, **request_fields})
     assert EVERYTHING.refusal(req, req.resolved_mode()) is None
     assert replace(EVERYTHING, **lacking).refusal(req, req.resolved_mode()) == message  # type: ignore[arg-type]
 

@@ -67,6 +67,7 @@ class ProviderInfo(BaseModel):
     prompt_extend: bool = Field(description="Has the prompt_extend switch (without it, it cannot be off)")
     watermark: bool = Field(description="Has the watermark option")
     alpha: bool = Field(description="Takes images with an alpha channel (transparency)")
+    last_frame_with_clip: bool = Field(description="Takes a last_frame_url with a video_url to continue")
     status: HealthStatus = Field(
         description=f"degraded: its last {ProviderHealth.DEGRADED_AFTER} submits or more failed; down: its"
         f" last {ProviderHealth.DOWN_AFTER} or more; the last within {ProviderHealth.WINDOW // 60} minutes"
@@ -356,6 +357,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 prompt_extend=p.capabilities.prompt_extend,
                 watermark=p.capabilities.watermark,
                 alpha=p.capabilities.alpha,
+                last_frame_with_clip=p.capabilities.last_frame_with_clip,
                 status=health[name].status(rt.now()),
                 price_per_second=price[name],
                 price_for_request=total[name],

@@ -54,6 +54,7 @@ class Capabilities:
     prompt_extend: bool = True  # has the prompt-rewriting switch (the model's default is on)
     watermark: bool = True  # has a watermark option
     alpha: bool = True  # accepts images with an alpha channel
+    last_frame_with_clip: bool = True  # takes a last frame with a clip to continue (continuation to a frame)
     # The 5xx statuses this host documents as "the job was not created" when they answer a submit: only those
     # are retried and failed over. Any other 5xx may come after the host made (and will bill) the job, so the
     # submit's outcome is unknown (SubmitOutcomeUnknown): never resent, never sent to the next provider.
@@ -81,6 +82,8 @@ class Capabilities:
             return "has no prompt_extend option (it cannot be turned off)"
         if req.watermark and not self.watermark:
             return "has no watermark option"
+        if req.last_frame_url and req.video_url and not self.last_frame_with_clip:
+            return "takes no last_frame_url with a video_url to continue"
         if alpha and not self.alpha:
             return "does not accept images with an alpha channel (transparency)"
         return None

@@ -110,6 +110,8 @@ CAPABILITIES = Capabilities(
     audio=True,  # `audio` (wav/mp3, 3-30 s)
     callback=True,  # `webhook` + `webhook_events_filter`
     cancel=True,  # POST /v1/predictions/{id}/cancel
+    # The schema copy says `last_frame` "needs first_frame": no last frame after a clip.
+    last_frame_with_clip=False,
     seed=True,  # `seed`
     # GUESS: the schema copy gives `seed` as an integer with no lower bound; the model takes 0.
     min_seed=0,
@@ -141,10 +143,7 @@ class ReplicateProvider(HttpProvider):
             given["first_clip"] = req.video_url
         else:
             given["first_frame"] = req.image_url
-        if req.last_frame_url:
-            # The schema copy says `last_frame` "needs first_frame"; with a first_clip it is still sent, so
-            # the host refuses it by name rather than the adapter dropping it (Capabilities cannot say "no
-            # last frame in continuation").
+        if req.last_frame_url:  # with a first frame only: routing refused it after a clip (CAPABILITIES)
             given["last_frame"] = req.last_frame_url
         if req.audio_url:
             given["audio"] = req.audio_url
