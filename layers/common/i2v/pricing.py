@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from i2v.config import Settings
 from i2v.models import CostSource, Status, Task, TaskCost
-from i2v.providers.registry import PROVIDERS
 
 
 def price_per_second(settings: Settings, provider: str, resolution: str, audio: bool) -> float | None:
     """USD per second for this provider and request shape: from the operator's prices for it (I2V_PRICES)
     where there are any, else from the price the host publishes (its module's declaration); None if none."""
+    # Imported here, not at the top: the registry imports every provider module, and the API (status
+    # queries) and the ingest import this module on their cold start without needing any of them.
+    from i2v.providers.registry import PROVIDERS
+
     declared = PROVIDERS.get(provider)
     table = settings.prices.get(provider) or (declared.price if declared else {})
     if audio and f"{resolution}+audio" in table:
