@@ -17,7 +17,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 MODEL = "alibaba/wan-2-7-i2v"
 PATH = "/v2/video/generations"
@@ -89,6 +89,11 @@ class AimlapiSimulator(Simulator):
         # The docs document the 429 message but no Retry-After header; the engine's header is kept so the
         # client's Retry-After path is exercised (clients without it fall back to backoff anyway).
         return self.error(429, "Too Many Requests", {"Retry-After": f"{self.faults.retry_after:g}"})
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # The 4xx page's 429 "Too Many Requests" is for "rate or concurrency limit" alike; it documents no
+        # Retry-After, so none is sent.
+        return self.error(429, "Too Many Requests")
 
     def task_json(self, task: SimTask) -> dict[str, Any]:
         done = task.state == "succeeded"

@@ -22,7 +22,7 @@ import av
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
 MODEL = re.compile(r"^wan2\.7-i2v(-\d{4}-\d{2}-\d{2})?$")  # the alias or a dated snapshot (zh example)
@@ -146,6 +146,13 @@ class DashscopeSimulator(Simulator):
             "Throttling.RateQuota",
             "Requests rate limit exceeded, please try again later.",
             {"Retry-After": f"{self.faults.retry_after:g}"},
+        )
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # 429 Throttling.RateQuota as above, without a Retry-After (none is documented). GUESS for the cap on
+        # tasks in flight (the Wan 2.1 page listed 2 concurrent tasks): its refusal is not shown, so the same.
+        return self.error(
+            429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."
         )
 
     def bad_url(self, request: Request, rest: str) -> Response:

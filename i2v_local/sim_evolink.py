@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 MODEL = "wan2.7-image-to-video"
 ID_PREFIX = "task-unified-"
@@ -127,6 +127,10 @@ class EvolinkSimulator(Simulator):
             "Rate limit exceeded, please slow down",
             headers={"Retry-After": f"{self.faults.retry_after:g}"},
         )
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # The documented 429 `rate_limit_exceeded` (error codes page); no Retry-After is documented.
+        return self.error(429, "rate_limit_exceeded", "Rate limit exceeded, please slow down")
 
     def task_json(self, task: SimTask) -> dict[str, Any]:
         in_flight = task.state in ("queued", "processing")

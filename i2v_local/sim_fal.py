@@ -54,6 +54,10 @@ class FalSimulator(Simulator):
     callback_timeout = 15.0
     callback_retries = (15, 30, 60, 120, 240, 480, 900, 1200, 1800, 2355)
     result_ttl_seconds = 30 * 24 * 3600  # GUESS: fal's CDN keeps files "forever" by default; a month here
+    # Queue requests "are never rejected for concurrency": they wait IN_QUEUE, and the concurrency limit
+    # counts only IN_PROGRESS requests (concurrency-limits page). A per-minute limit is not documented: not
+    # documented: the engine default (over_capacity is not overridden).
+    queues_over_capacity = True
 
     def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
         super().__init__(api_key=api_key, render_scale=render_scale, workers=workers)

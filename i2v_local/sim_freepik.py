@@ -66,6 +66,8 @@ class FreepikSimulator(Simulator):
     callback_retries = (1, 5, 25)
     callback_timeout = 10.0
     result_ttl_seconds = 24 * 3600  # GUESS: the URL lifetime is not documented
+    # Refusals past the account's caps (over_capacity): not documented: the engine default. (Some other
+    # Freepik video endpoints state "up to 3 concurrent requests per user", but show no refusal.)
 
     def rules(self) -> list[Rule]:
         return [

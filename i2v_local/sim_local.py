@@ -33,6 +33,7 @@ MAX_SEED = 2_147_483_647
 class LocalSimulator(Simulator):
     name = "local"
     never_issued = "no-such-task"
+    # Our own API, documented by no host: refusals past the caps are the engine default (over_capacity).
 
     def rules(self) -> list[Rule]:
         return [

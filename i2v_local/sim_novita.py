@@ -12,7 +12,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 STATUS_NAMES = {
     "queued": "TASK_STATUS_QUEUED",
@@ -99,6 +99,11 @@ class NovitaSimulator(Simulator):
             "requests are too frequent, please try again later",
             {"Retry-After": f"{self.faults.retry_after:g}"},
         )
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # The errors guide lists 429 for rate limits (TPM/RPM); the body is this simulator's guess above, and
+        # no Retry-After is documented, so none is sent.
+        return self.error(429, "RATE_LIMIT_EXCEEDED", "requests are too frequent, please try again later")
 
     def server_error(self) -> Response:
         return self.error(503, "SERVICE_NOT_AVAILABLE", "service unavailable")

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 MODEL = "alibaba/wan-2.7"
 VIDEOS = "/api/v1/videos"
@@ -103,6 +103,10 @@ class OpenRouterSimulator(Simulator):
     def rate_limited(self) -> Response:
         # 429 "Rate limit exceeded", which may carry Retry-After (seconds)
         return self.error(429, "Rate limit exceeded", {"Retry-After": f"{self.faults.retry_after:g}"})
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # 429 "Rate limit exceeded"; a 429 "may carry Retry-After (seconds)" (errors-and-debugging): it does.
+        return self.error(429, "Rate limit exceeded", {"Retry-After": f"{retry_after:g}"})
 
     def status_name(self, task: SimTask) -> str:
         if task.id in self.expired and not self.faults.unknown_status:

@@ -15,7 +15,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from i2v_local.render import RenderError
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 MODEL = "wan-v2-7-image-to-video"
 # The model page's parameter table
@@ -103,6 +103,11 @@ class OxenSimulator(Simulator):
     def rate_limited(self) -> Response:
         return self.problem("rate_limited", 429, headers={"Retry-After": f"{self.faults.retry_after:g}"})
 
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # Rate limits for video are NOT FOUND; the one 429 Oxen documents is its chat example's "Rate limit
+        # exceeded", here in Oxen's error format. No Retry-After is documented, so none is sent.
+        return self.problem("rate_limited", 429)
+
     def not_found(self) -> Response:
         # Documented verbatim for GET and DELETE on an unknown generation id.
         return self.problem("resource_not_found", 404)
@@ -118,7 +123,8 @@ class OxenSimulator(Simulator):
         refusal = self.enqueue_refusal(data)
         if refusal is not None:
             return refusal
-        tasks = [self.create_generation(data) for _ in range(data.get("num_generations", 1))]
+        # All of a request's generations are made, or none (past the cap on jobs in flight).
+        tasks = self.accept(*(self.generation(data) for _ in range(data.get("num_generations", 1))))
         self.hang_if_asked()  # the jobs exist; with the fault on, the caller never hears about them
         return self.json({"generations": [{"generation_id": t.id, "status": "queued"} for t in tasks]})
 
@@ -144,12 +150,13 @@ class OxenSimulator(Simulator):
             return self.problem("insufficient_credits", 402)
         return None
 
-    def create_generation(self, data: dict[str, Any]) -> SimTask:
+    def generation(self, data: dict[str, Any]) -> SimTask:
+        """One generation of an enqueue request, not made yet (`accept` makes it)."""
         # Parameters are not validated yet (see render_task); pass the renderer only values it can take.
         duration = data.get("duration", 5)
         resolution = data.get("resolution", "1080P")
         seed = data.get("seed")
-        return self.create(
+        return self.new_task(
             inputs={role: data[field] for role, field in ROLES.items() if isinstance(data.get(field), str)},
             duration=duration if _int_in(duration, MIN_DURATION, MAX_DURATION) else 5,
             resolution=resolution if resolution in ("720P", "1080P") else "1080P",

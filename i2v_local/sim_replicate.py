@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from i2v_local.simulator import SimTask, Simulator
+from i2v_local.simulator import Refusal, SimTask, Simulator
 
 MODEL = "wan-video/wan-2.7-i2v"
 VERSION = "sim0000000000000000000000000000000000000000000000000000000000000"  # GUESS: a hash in its shape
@@ -126,6 +126,14 @@ class ReplicateSimulator(Simulator):
             {"detail": f"Request was throttled. Your rate limit resets in ~{wait}s."},
             429,
             {"Retry-After": wait},
+        )
+
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        # The documented 429 body (rate-limits page), its "~Ns" saying when to try again; no Retry-After
+        # header is documented, so none is sent. Only the per-minute limit is documented: a cap on predictions
+        # in flight is answered the same way (GUESS).
+        return self.json(
+            {"detail": f"Request was throttled. Your rate limit resets in ~{retry_after:g}s."}, 429
         )
 
     def prediction(self, task: SimTask) -> dict[str, Any]:

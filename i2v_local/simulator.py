@@ -1,5 +1,6 @@
-"""The engine under every provider simulator: a real HTTP server on loopback, a task table, a render
-worker, result files with expiring links, callbacks with the provider's retry habits, and fault switches.
+"""The engine under every provider simulator: a real HTTP server on loopback, a task table, render workers,
+result files with expiring links, callbacks with the provider's retry habits, fault switches, and the
+account's capacity (caps on jobs in flight and on submits per minute, with counters tests and the bench read).
 
 A provider's simulator subclasses `Simulator` and only says how its API looks (routes, bodies, statuses).
 """
@@ -11,16 +12,17 @@ import hmac
 import importlib
 import json
 import logging
+import math
 import queue
 import secrets
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from werkzeug.routing import Map, Rule
@@ -56,6 +58,25 @@ class Faults:
     # Render this many seconds whatever was asked (hosts may deliver another length than requested, e.g. a
     # continuation with its input clip), so what is billed can be told from what was requested.
     render_seconds: int | None = None
+
+
+@dataclass
+class Capacity:
+    """The account's limits at the host, set by tests and the bench at any time (None: no limit)."""
+
+    # Jobs of the account in flight at once: from the submit that makes one until it ends (succeeded, failed
+    # or cancelled). A submit past it makes nothing and is refused, unless the host queues it instead
+    # (`Simulator.queues_over_capacity`), where only running jobs count.
+    max_in_flight: int | None = None
+    max_submits_per_minute: int | None = None  # submit requests in any sliding 60 s
+    # Each job runs at least this long from the start of its processing to its end, whatever the render
+    # takes, so a burst of long jobs runs in minutes. Read on every turn: lowering it lets running jobs end.
+    job_seconds: float | None = None
+
+
+# Why a submit was refused for capacity: the cap on jobs in flight, or on submits per minute.
+Refusal = Literal["in_flight", "per_minute"]
+WINDOW_SECONDS = 60.0
 
 
 def _text(value: Any) -> str:
@@ -103,10 +124,16 @@ class Simulator:
     # The account's secret for signing callbacks, for a host that signs them with one (the local stack hands
     # it to the gateway as I2V_<NAME>_WEBHOOK_SECRET); "" for a host that does not.
     webhook_secret = ""
+    # A host whose queue takes every submit and holds jobs past the concurrency cap until a running one ends
+    # (they are not refused); "in flight" then means running, which is all such a host counts.
+    queues_over_capacity = False
 
     def __init__(self, api_key: str = "sim-key", render_scale: float = 1.0, workers: int = 1) -> None:
         self.api_key = api_key
         self.faults = Faults()
+        self.capacity = Capacity()
+        self.peak_in_flight = 0  # the most jobs in flight at once so far, as counted here
+        self.refusals: Counter[str] = Counter()  # submits refused, by Refusal or by the fault switch's name
         self.tasks: dict[str, SimTask] = {}
         self.lock = threading.Lock()
         self.submits = 0  # submit requests received (after auth), for tests
@@ -119,9 +146,15 @@ class Simulator:
         self.status_queries: Counter[str] = Counter()  # GETs naming a job, per job, for tests and benchmarks
         self.render_scale = render_scale  # < 1 renders smaller frames, for fast tests
         self._workdir = Path(tempfile.mkdtemp(prefix=f"i2v-{self.name}-"))
-        self._jobs: queue.Queue[str | None] = queue.Queue()
-        self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        self.workers = workers  # jobs that run at once while no cap is set; with one, the cap does
+        self._jobs: queue.Queue[str | None] = queue.Queue()  # made jobs in order, for the dispatcher
+        self._running = 0  # job threads alive
+        self._slot_freed = threading.Condition(self.lock)
+        self._submit_times: deque[float] = deque()  # when each submit of the last minute passed the limit
         self._secret = secrets.token_bytes(16)
+        # One client for the host's own requests (input fetches, callbacks), shared by its threads: a client
+        # per request built a TLS context each time, a tenth of a burst's CPU.
+        self.http = httpx.Client()
         self._released = threading.Event()  # set on stop: frees submits held by hang_submit_after_accept
         self._server: BaseWSGIServer | None = None
         self._routes = Map([Rule("/files/<task_id>.mp4", endpoint="file", methods=["GET"]), *self.rules()])
@@ -151,14 +184,12 @@ class Simulator:
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
-        for worker in self._workers:
-            worker.start()
+        threading.Thread(target=self._dispatch, daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._released.set()
-        for _ in self._workers:
-            self._jobs.put(None)
+        self._jobs.put(None)
         if self._server is not None:
             self._server.shutdown()
 
@@ -208,21 +239,26 @@ class Simulator:
             return None
         return data if isinstance(data, dict) else None
 
-    # -- faults shared by every API shape ---------------------------------------------------------
+    # -- faults and limits shared by every API shape ----------------------------------------------
     def submit_fault(self) -> Response | None:
-        """A 503 or 429 if a fault asks for one (counted as a received submit either way)."""
+        """The answer to a submit turned away before it is read: the per-minute cap's refusal, or a 503 or
+        429 a fault asks for (counted as a received submit either way). Every submit route calls it first."""
         with self.lock:
             self.submits += 1
         if self.faults.delay_submits:
             self._released.wait(self.faults.delay_submits)
         with self.lock:
-            if self.faults.fail_submits > 0:
+            wait = self._past_submit_rate()
+            if wait is not None:
+                self.refusals["per_minute"] += 1
+            elif self.faults.fail_submits > 0:
                 self.faults.fail_submits -= 1
                 return self.server_error()
-            if self.faults.rate_limit_submits > 0:
+            elif self.faults.rate_limit_submits > 0:
                 self.faults.rate_limit_submits -= 1
+                self.refusals["rate_limit_submits"] += 1
                 return self.rate_limited()
-        return None
+        return None if wait is None else self.over_capacity("per_minute", wait)
 
     def poll_fault(self) -> Response | None:
         if self.faults.delay_polls:
@@ -230,8 +266,38 @@ class Simulator:
         with self.lock:
             if self.faults.rate_limit_polls > 0:
                 self.faults.rate_limit_polls -= 1
+                self.refusals["rate_limit_polls"] += 1
                 return self.rate_limited()
         return None
+
+    def _past_submit_rate(self) -> float | None:
+        """With the lock held, for a submit just received: None if the per-minute cap lets it through (it is
+        then counted in the window), else the whole seconds until the window has room again."""
+        now = time.monotonic()
+        while self._submit_times and self._submit_times[0] <= now - WINDOW_SECONDS:
+            self._submit_times.popleft()
+        limit = self.capacity.max_submits_per_minute
+        if limit is not None and len(self._submit_times) >= limit:
+            oldest = self._submit_times[0] if self._submit_times else now
+            return float(max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
+        self._submit_times.append(now)
+        return None
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs in flight now: made and not ended, or for a host that queues past its cap, running."""
+        with self.lock:
+            return self._in_flight()
+
+    def _in_flight(self) -> int:
+        # Counted from the states (lock held), so every way a job ends (its render, a cancel, a subclass's
+        # own ending such as an expiry) frees its place without bookkeeping of its own.
+        counted = ("processing",) if self.queues_over_capacity else ("queued", "processing")
+        return sum(1 for task in self.tasks.values() if task.state in counted)
+
+    def _note_peak(self) -> None:
+        """With the lock held, after a job entered flight."""
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight())
 
     def hang_if_asked(self) -> None:
         """Call after the job exists and before answering: the hang fault makes the answer never come, and
@@ -247,6 +313,12 @@ class Simulator:
     def rate_limited(self) -> Response:
         return self.json({"error": "rate limited"}, 429, {"Retry-After": f"{self.faults.retry_after:g}"})
 
+    def over_capacity(self, why: Refusal, retry_after: float) -> Response:
+        """How the host refuses a submit past a cap of the account (`why`); `retry_after` is when to try again
+        in seconds, for a host that says so. Each simulator words it as its host documents; this default
+        stands in where the host documents nothing."""
+        return self.json({"error": "rate limited"}, 429, {"Retry-After": f"{retry_after:g}"})
+
     def status_word(self, task: SimTask, words: Mapping[str, str]) -> str:
         """The provider's word for the task's state (`words` maps ours to theirs); the fault overrides it."""
         return self.faults.unknown_status or words[task.state]
@@ -261,7 +333,21 @@ class Simulator:
         request: dict[str, Any],
         seed: int | None = None,
     ) -> SimTask:
-        task = SimTask(
+        """Make one job (see `accept`: past the cap on jobs in flight, the submit is refused instead)."""
+        [task] = self.accept(self.new_task(inputs, duration, resolution, callback_url, request, seed))
+        return task
+
+    def new_task(
+        self,
+        inputs: Mapping[str, str | None],
+        duration: int,
+        resolution: str,
+        callback_url: str | None,
+        request: dict[str, Any],
+        seed: int | None = None,
+    ) -> SimTask:
+        """A job not made yet: `accept` makes it (with any others of the same submit)."""
+        return SimTask(
             id=self.new_id(),
             inputs={role: url for role, url in inputs.items() if url},
             duration=duration,
@@ -270,11 +356,29 @@ class Simulator:
             callback_url=callback_url,
             request=request,
         )
+
+    def accept(self, *tasks: SimTask) -> list[SimTask]:
+        """Make the jobs of one submit and hand them to the workers, all or none: if they would take the
+        account past its cap on jobs in flight, nothing is made and the submit is answered with the host's
+        refusal instead (raised, so the route's own reply is never sent). A host that queues past its cap
+        makes them all; they wait until running ones end."""
         with self.lock:
-            self.tasks[task.id] = task
+            cap = self.capacity.max_in_flight
+            refused = (
+                not self.queues_over_capacity and cap is not None and self._in_flight() + len(tasks) > cap
+            )
+            if refused:
+                self.refusals["in_flight"] += 1
+            else:
+                self.tasks.update((task.id, task) for task in tasks)
+                self._note_peak()
+        if refused:
+            # GUESS for every host: when a place frees is unknown at submit time; the fault switch's value.
+            raise _AnswerInstead(self.over_capacity("in_flight", self.faults.retry_after))
         if not self.faults.stall:
-            self._jobs.put(task.id)
-        return task
+            for task in tasks:
+                self._jobs.put(task.id)
+        return list(tasks)
 
     def new_id(self) -> str:
         return secrets.token_hex(12)
@@ -321,31 +425,72 @@ class Simulator:
             )
         return Response(task.video.read_bytes(), mimetype="video/mp4")
 
-    # -- the render worker ------------------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            task_id = self._jobs.get()
-            if task_id is None:
-                return
+    # -- the render workers -----------------------------------------------------------------------
+    def run_slots(self) -> int:
+        """How many jobs run at once: the cap on jobs in flight when one is set (so all of them progress
+        together, and a host that queues past it runs no more), else the simulator's `workers`."""
+        cap = self.capacity.max_in_flight
+        return self.workers if cap is None else cap
+
+    def _dispatch(self) -> None:
+        """Start the made jobs in order, each on a thread of its own, while fewer than `run_slots()` run."""
+        while (task_id := self._jobs.get()) is not None:
             task = self.tasks[task_id]
-            if task.state != "queued":
-                continue
-            task.state = "processing"
-            self._hold(task)
-            if task.state != "processing":  # cancelled while held
-                continue
-            try:
-                task.video = self.render_task(task)
-                outcome, error = "succeeded", None
-            except (RenderError, httpx.HTTPError, OSError) as exc:
-                outcome, error = "failed", str(exc)
-            with self.lock:
-                if task.state != "processing":  # cancelled meanwhile
+            with self._slot_freed:
+                while self._running >= self.run_slots() and task.state == "queued":
+                    # Woken when a job ends; the timeout picks up a cap raised meanwhile, and the stop.
+                    if self._released.is_set():
+                        return
+                    self._slot_freed.wait(0.05)
+                if task.state != "queued":  # cancelled while it waited: it takes no slot
                     continue
-                task.state, task.error, task.finished_at = outcome, error, time.time()
-                if outcome == "succeeded":
-                    task.progress = 100
-            self._notify(task)
+                self._running += 1
+            threading.Thread(target=self._run, args=(task,), daemon=True).start()
+
+    def _run(self, task: SimTask) -> None:
+        try:
+            self._process(task)
+        finally:
+            with self._slot_freed:
+                self._running -= 1
+                self._slot_freed.notify_all()
+
+    def _process(self, task: SimTask) -> None:
+        with self.lock:
+            if task.state != "queued":
+                return
+            task.state = "processing"
+            self._note_peak()
+        started = time.monotonic()
+        self._hold(task)
+        if task.state != "processing":  # cancelled while held
+            return
+        try:
+            task.video = self.render_task(task)
+            outcome, error = "succeeded", None
+        except (RenderError, httpx.HTTPError, OSError) as exc:
+            outcome, error = "failed", str(exc)
+        if not self._last_out(task, started):  # the simulator stopped: the job never ends
+            return
+        with self.lock:
+            if task.state != "processing":  # cancelled meanwhile
+                return
+            task.state, task.error, task.finished_at = outcome, error, time.time()
+            if outcome == "succeeded":
+                task.progress = 100
+        self._notify(task)
+
+    def _last_out(self, task: SimTask, started: float) -> bool:
+        """Keep the job processing until `capacity.job_seconds` have passed since it started (read on every
+        turn) or it is cancelled; False if the simulator stopped first."""
+        while task.state == "processing":
+            seconds = self.capacity.job_seconds
+            left = started + seconds - time.monotonic() if seconds else 0.0
+            if left <= 0:
+                return True
+            if self._released.wait(min(left, 0.05)):
+                return False
+        return True
 
     def _hold(self, task: SimTask) -> None:
         """With the hold_progress fault on, the task shows that progress until the fault is cleared (tests
@@ -362,12 +507,11 @@ class Simulator:
         folder = self._workdir / task.id
         folder.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
-        with httpx.Client(timeout=30, follow_redirects=True) as client:
-            for role, url in task.inputs.items():
-                resp = client.get(url)
-                resp.raise_for_status()
-                paths[role] = folder / role
-                paths[role].write_bytes(resp.content)
+        for role, url in task.inputs.items():
+            resp = self.http.get(url, timeout=30, follow_redirects=True)
+            resp.raise_for_status()
+            paths[role] = folder / role
+            paths[role].write_bytes(resp.content)
         out = folder / "out.mp4"
         prompt, negative_prompt = self.prompts(task)
         job = RenderJob(
@@ -408,7 +552,7 @@ class Simulator:
         for wait in waits:
             time.sleep(wait)
             try:
-                resp = httpx.post(url, content=body, headers=headers, timeout=self.callback_timeout)
+                resp = self.http.post(url, content=body, headers=headers, timeout=self.callback_timeout)
                 self.callbacks_sent.append((url, resp.status_code))
                 if 200 <= resp.status_code < 300:
                     self._settled(task_id, "delivered")
