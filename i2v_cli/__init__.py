@@ -38,6 +38,7 @@ from i2v_cli.show import (
     console,
     print_task,
     providers_table,
+    status_word,
     tasks_table,
     usage_table,
     working,
@@ -79,7 +80,7 @@ def follow(client: httpx.Client, task_id: str, quiet: bool, out: str | None) -> 
             progress.add(task_id, f"task {task_id}")
             while True:
                 view: dict[str, Any] = checked(client.get(f"/v1/videos/{task_id}"))
-                progress.update(task_id, view["status"], view["progress"])
+                progress.update(task_id, status_word(view), view["progress"])
                 if view["status"] in FINISHED:
                     return view
                 sleep(POLL_SECONDS)
@@ -327,7 +328,9 @@ def parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int)
     gen.add_argument("--provider", metavar="NAME[,NAME…]", help="a name, or a comma-separated order to try")
-    gen.add_argument("--routing", choices=["ordered", "cheapest"], help="without --provider: the order")
+    gen.add_argument(
+        "--routing", choices=["ordered", "cheapest", "fastest"], help="without --provider: the order"
+    )
     gen.add_argument("--webhook-url", metavar="URL", help="gets a signed POST when the task finishes")
     gen.add_argument(
         "--metadata",

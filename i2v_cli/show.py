@@ -120,6 +120,10 @@ def providers_table(rows: list[dict[str, Any]], asked: str) -> Table:
         table.add_column(heading)
     table.add_column("USD/s", justify="right")
     table.add_column(f"USD for {asked}", justify="right")
+    # Capacity: jobs there now / the cap in use (the configured one, if the host lowered it: `3/5 of 8`).
+    table.add_column("in flight", justify="right")
+    table.add_column("waiting", justify="right")
+    table.add_column("p50 s", justify="right")
     for row in rows:
         table.add_row(
             row["name"],
@@ -131,8 +135,18 @@ def providers_table(rows: list[dict[str, Any]], asked: str) -> Table:
             row["status"],
             usd(row["price_per_second"]) or "no price",
             usd(row["price_for_request"]),
+            in_flight(row),
+            str(row["waiting"]),
+            "" if row["p50_seconds"] is None else f"{row['p50_seconds']:.0f}",
         )
     return table
+
+
+def in_flight(row: dict[str, Any]) -> str:
+    text = f"{row['in_flight']}/{row['effective_max_in_flight']}"
+    if row["effective_max_in_flight"] != row["max_in_flight"]:
+        text += f" of {row['max_in_flight']}"
+    return text
 
 
 def tasks_table(items: list[dict[str, Any]]) -> Table:
@@ -157,6 +171,19 @@ def charged(cost: dict[str, Any]) -> str:
     return f"{charge} for {cost['billed_seconds']} s ({cost['cost_source']})"
 
 
+def queue_line(queue: dict[str, Any] | None) -> str:
+    """Where a task waiting for a provider slot stands: `#12 (11 ahead), capacity at oxen, eta 16:02:10`."""
+    if not queue:
+        return ""
+    return f"#{queue['position']} ({queue['ahead']} ahead), {queue['waiting_for']}, eta {when(queue['eta'])}"
+
+
+def status_word(view: dict[str, Any]) -> str:
+    """The status as a progress line shows it: with its place while it waits for a slot."""
+    queue = view.get("queue")
+    return f"{view['status']} #{queue['position']} in queue" if queue else str(view["status"])
+
+
 def task_lines(view: dict[str, Any]) -> list[tuple[str, str]]:
     """A task as key/value pairs, in the order a reader wants them; empty values left out."""
     request = view["request"]
@@ -168,6 +195,8 @@ def task_lines(view: dict[str, Any]) -> list[tuple[str, str]]:
         ("id", view["id"]),
         ("status", view["status"]),
         ("progress", f"{view['progress']}%"),
+        ("queue", queue_line(view.get("queue"))),
+        ("queue wait", f"{view['queue_wait_seconds']} s" if view.get("queue_wait_seconds") else ""),
         ("provider", view.get("provider") or ""),
         ("mode", view.get("mode") or ""),
         ("prompt", request.get("prompt") or ""),

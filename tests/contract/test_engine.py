@@ -56,14 +56,17 @@ def running(host: Host, sample_url: str) -> Iterator[Running]:
 
 
 @every_host
-def test_a_429_is_waited_out_for_its_retry_after_then_the_submit_succeeds(running: Running) -> None:
+def test_a_429_to_a_submit_is_handed_back_at_once_with_its_retry_after_and_no_job(running: Running) -> None:
+    # Capacity (i2v.capacity) decides when to send again, for every task: the engine never sleeps it out.
     waits: list[float] = []
     client = ProviderClient(timeout=5, sleep=waits.append)
     running.sim.faults.stall = True
     running.sim.faults.rate_limit_submits, running.sim.faults.retry_after = 1, 2
-    job = running.submit(client)
-    assert waits == [2.0]
-    assert running.sim.submits == 2
+    with pytest.raises(ProviderRateLimited) as caught:
+        running.submit(client)
+    assert caught.value.retry_after == 2
+    assert (waits, running.sim.submits, running.sim.tasks) == ([], 1, {})
+    job = running.submit(client)  # sent again when capacity says so: the one job there
     assert list(running.sim.tasks) == [job]
 
 

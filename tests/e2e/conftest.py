@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from i2v.runtime import Runtime
-from i2v_local.simulator import Faults, Simulator
+from i2v_local.simulator import Capacity, Faults, Simulator
 from i2v_local.stack import LocalStack
 from tests.support import copy_bus_to_queue
 
@@ -40,9 +40,18 @@ def rt(stack: LocalStack) -> Runtime:
 
 @pytest.fixture
 def sims(stack: LocalStack) -> Iterator[dict[str, Simulator]]:
-    """Every provider simulator, with its faults cleared before and after the test."""
-    for simulator in stack.simulators.values():
-        simulator.faults = Faults()
+    """Every provider simulator, with its faults and caps cleared before and after the test; and the
+    gateway's view of each host fresh too (no backoff, circuit or lowered cap left by an earlier test's
+    faults; the jobs in flight stay counted)."""
+    table = stack.runtime().tasks.table.resource
+    for name, simulator in stack.simulators.items():
+        simulator.faults, simulator.capacity = Faults(), Capacity()
+        table.update_item(
+            Key={"pk": f"HEALTH#{name}"},
+            UpdateExpression="SET consecutive_faults = :zero, consecutive_failures = :zero"
+            " REMOVE blocked_until, eff_cap",
+            ExpressionAttributeValues={":zero": 0},
+        )
     yield stack.simulators
     for simulator in stack.simulators.values():
         simulator.faults = Faults()

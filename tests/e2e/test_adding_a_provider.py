@@ -30,7 +30,7 @@ PLACES = {
 # What the suite run in the copy must have passed, at the least (pytest node ids, up to the parameters).
 MUST_PASS = [
     f"tests/contract/test_{NAME}.py::",  # its contract test
-    f"tests/contract/test_engine.py::test_a_429_is_waited_out_for_its_retry_after_then_the_submit_succeeds[{NAME}]",
+    f"tests/contract/test_engine.py::test_a_429_to_a_submit_is_handed_back_at_once_with_its_retry_after_and_no_job[{NAME}]",
     f"tests/contract/test_engine.py::test_a_lost_submit_answer_is_an_unknown_outcome_and_the_job_exists[{NAME}]",
     f"tests/contract/test_layering.py::test_a_simulator_imports_nothing_of_the_gateway[sim_{NAME}]",
     f"tests/unit/test_providers_are_declared_once.py::test_every_provider_has_a_simulator_a_contract_test_and_a_readme_row[{NAME}]",

@@ -90,6 +90,11 @@ RARELY_USED = {
     ("PollFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task its turn ended",
     # A host whose result links take the account's key (Declaration.keyed_results): the ingest reads the keys.
     ("IngestFunction", "secretsmanager:GetSecretValue", "ProviderKeysSecret"): "downloads a keyed result",
+    # A released slot dispatches the next waiting task (i2v.capacity): its turn goes to the poll queue. No
+    # task waits in these flows; the ingest releases a slot only when a callback's release was lost.
+    ("CallbackFunction", "sqs:SendMessage*", "PollQueue"): "dispatches a waiting task to the slot it frees",
+    ("IngestFunction", "sqs:SendMessage*", "PollQueue"): "dispatches a waiting task to the slot it frees",
+    ("IngestFunction", "dynamodb:Query", "by_queue"): "finds the next waiting task for the slot it frees",
     # A drop-folder task whose metadata names a webhook and that no provider takes ends in the trigger.
     ("S3TriggerFunction", "sqs:SendMessage*", "DeliveryQueue"): "queues the webhook of a task it ended",
 }
@@ -177,10 +182,15 @@ def flows(
         assert finished(api, polled["id"])["status"] == "succeeded"
         stack.resume("SweeperFunction")
 
-        # A provider's callback reporting a failure: the callback function ends the task.
+        # A provider's callback reporting a failure: the callback function ends the task (no turn may find
+        # the failure first: the poll workers' turns run side by side and are quick to).
         sims["local"].faults.fail_render = "content refused"
+        stack.pause("PollFunction")
+        stack.pause("SweeperFunction")
         failed = create(api, body)
         assert finished(api, failed["id"])["status"] == "failed"
+        stack.resume("PollFunction")
+        stack.resume("SweeperFunction")
         sims["local"].faults.fail_render = None
 
         # Cancel at the provider; and a task past its deadline, timed out by the sweeper.

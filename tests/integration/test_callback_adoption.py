@@ -104,3 +104,27 @@ def test_a_callback_body_that_cannot_be_read_is_no_hint_and_changes_nothing(
     task = lost_submit(rt)
     assert callback(rt, task.id, body, base64_encoded) == 200
     assert rt.tasks.require(task.id) == task
+
+
+def test_a_callback_that_loses_the_race_to_the_submits_own_answer_still_applies_what_it_says(
+    rt: Runtime, local_sim: LocalSimulator
+) -> None:
+    from i2v.complete import on_callback
+
+    task = lost_submit(rt)
+    own = job_for(rt, task.id)
+    local_sim.tasks[own].state, local_sim.tasks[own].error = "failed", "content refused"  # it failed at once
+    send = rt.client.send
+
+    def submit_answer_arrives_meanwhile(request: Any, **kwargs: Any) -> Any:
+        # While the callback asks the provider, the submit's own answer comes and records the job.
+        rt.tasks.transition(task.id, Status.SUBMITTED, provider="local", provider_task_id=own)
+        return send(request, **kwargs)
+
+    rt.client.send = submit_answer_arrives_meanwhile  # type: ignore[method-assign]
+    on_callback(rt, "local", task.id, callback_token(rt, task.id), json.dumps({"id": own}).encode())
+
+    ended = rt.tasks.require(task.id)
+    assert ended.status is Status.FAILED  # not left `submitted` until a poll happens to find it
+    assert ended.error is not None
+    assert ended.error.message == "content refused"

@@ -65,6 +65,15 @@ def test_429_waits_exactly_retry_after() -> None:
     assert waits == [3.0]
 
 
+def test_a_429_to_a_submit_is_handed_back_at_once_for_capacity_to_handle() -> None:
+    waits: list[float] = []
+    client, seen = engine([status(429, **{"Retry-After": "1"}), status(200)], waits)
+    with pytest.raises(ProviderRateLimited) as caught:
+        client.send(REQUEST, is_submit=True)
+    assert caught.value.retry_after == 1
+    assert (len(seen), waits) == (1, [])
+
+
 def test_429_with_a_long_retry_after_is_handed_back_not_slept() -> None:
     waits: list[float] = []
     client, seen = engine([status(429, **{"Retry-After": "120"})], waits)

@@ -44,9 +44,13 @@ def test_every_queue_has_a_dead_letter_queue(template: dict[str, Any]) -> None:
     assert fed == {"UploadsQueue", "IngestQueue", "DeliveryQueue", "PollQueue"}
 
 
-def test_table_has_the_listing_and_due_indexes_and_ttl(template: dict[str, Any]) -> None:
+def test_table_has_the_listing_due_and_queue_indexes_and_ttl(template: dict[str, Any]) -> None:
     table = resources(template, "AWS::DynamoDB::Table")["Table"]
-    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by_tenant", "by_due"}
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_tenant", "by_due", "by_queue"}
+    # A dispatch reads which providers each waiting task may use from the index alone.
+    projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["providers"]}
+    assert indexes["by_queue"]["Projection"] == projection
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 

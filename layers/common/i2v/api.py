@@ -70,7 +70,8 @@ class ProviderInfo(BaseModel):
     last_frame_with_clip: bool = Field(description="Takes a last_frame_url with a video_url to continue")
     status: HealthStatus = Field(
         description=f"degraded: its last {ProviderHealth.DEGRADED_AFTER} submits or more failed; down: its"
-        f" last {ProviderHealth.DOWN_AFTER} or more; the last within {ProviderHealth.WINDOW // 60} minutes"
+        f" last {ProviderHealth.DOWN_AFTER} or more, the last within {ProviderHealth.WINDOW // 60} minutes,"
+        f" or its circuit is open ({ProviderHealth.CIRCUIT_AFTER} faults in a row)"
         " (any tenant's submits; the gateway tries such a host last)"
     )
     price_per_second: float | None = Field(
@@ -78,6 +79,16 @@ class ProviderInfo(BaseModel):
         " the host publishes; null: neither"
     )
     price_for_request: float | None = Field(description="price_per_second x the asked duration")
+    max_in_flight: int = Field(description="The most jobs the gateway runs there at once (its setting)")
+    effective_max_in_flight: int = Field(
+        description="The cap in use now: lower than max_in_flight after the host answered 429, rising back"
+    )
+    max_submits_per_minute: int
+    in_flight: int = Field(description="Jobs there now (any tenant's)")
+    waiting: int = Field(description="Tasks waiting for a slot that may go there (any tenant's)")
+    p50_seconds: float | None = Field(
+        description="Median time from submit to done over its recent jobs (routing: fastest); null: none yet"
+    )
 
 
 class Problem(BaseModel):
@@ -273,7 +284,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         logger.info(
             "task created" if created else "idempotent replay", task_id=task.id, status=task.status.value
         )
-        return accepted(view(rt, task), 202)
+        return accepted(view(rt, task, with_queue=True), 202)
 
     @app.get(
         "/v1/videos/<task_id>",
@@ -281,7 +292,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         responses=answers(200, "The task", 404),
     )
     def get_video(task_id: str) -> Response[TaskView]:
-        return accepted(view(rt, task_for_tenant(rt, tenant(), task_id), with_webhook=True))
+        return accepted(view(rt, task_for_tenant(rt, tenant(), task_id), with_webhook=True, with_queue=True))
 
     @app.get("/v1/videos", summary="Your tasks, newest first", responses=answers(200, "A page of tasks"))
     def list_videos(
@@ -339,7 +350,11 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
         duration: Annotated[int, Query(ge=2, le=15, description="Seconds, for price_for_request")] = 5,
         audio: Annotated[bool, Query(description="With driving audio, for the prices")] = False,
     ) -> list[ProviderInfo]:
+        from i2v import capacity
+
         health = rt.records.provider_health(rt.providers)
+        waiting = capacity.waiting_by_provider(rt)
+        limits = {n: capacity.limits(rt, n) for n in rt.providers}
         price = {n: price_per_second(rt.settings, n, resolution, audio) for n in rt.providers}
         total = {n: None if p is None else round(p * duration, 6) for n, p in price.items()}
         return [
@@ -361,6 +376,12 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
                 status=health[name].status(rt.now()),
                 price_per_second=price[name],
                 price_for_request=total[name],
+                max_in_flight=limits[name].max_in_flight,
+                effective_max_in_flight=capacity.effective_cap(rt, name, health[name]),
+                max_submits_per_minute=limits[name].max_submits_per_minute,
+                in_flight=health[name].in_flight,
+                waiting=waiting.get(name, 0),
+                p50_seconds=capacity.p50(health[name]),
             )
             for name, p in rt.providers.items()
         ]

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools import Logger
 
-from i2v import lifecycle, pacing
+from i2v import capacity, lifecycle, pacing
 from i2v.messages import IngestMessage
 from i2v.models import RequestProblem, Status, Task, TaskError
 from i2v.notify import end
@@ -108,7 +108,12 @@ def _reconcile(rt: Runtime, task: Task, body: bytes) -> Task:
         attempts=[*task.attempts[:-1], adopted],
         next_poll_at=rt.now() + rt.settings.poll_interval_seconds,
     )
-    return record_status(rt, moved, status) if moved else rt.tasks.require(task.id)
+    if moved is None:
+        # The submit recorded the job first (its answer came after all): the callback's news is still news.
+        moved = rt.tasks.require(task.id)
+        if moved.status.terminal or moved.provider_task_id != job:
+            return moved
+    return record_status(rt, moved, status)
 
 
 # Job ids the hosts hand out: uuids, `task-unified-…`, numbers. Anything else never reaches a URL path.
@@ -172,6 +177,10 @@ def record_status(rt: Runtime, task: Task, status: ProviderStatus) -> Task:
         moved = rt.tasks.update(
             task.id, result_url=status.result_url, progress=99, next_poll_at=until, **spent
         )
+        if moved is not None and moved.slot is not None:
+            # The job is done at the host: its slot goes to the next task while the video is copied.
+            capacity.finished_job(rt, moved)
+            capacity.give_back(rt, moved.id, moved.slot)
         return moved or rt.tasks.require(task.id)
     if status.state is ProviderState.FAILED:
         message_text = status.error_message or "the provider failed the task"

@@ -20,6 +20,10 @@ class ProviderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default in disguise
 
     base_url: str = ""  # e.g. DashScope's Beijing region; I2V_<NAME>_BASE_URL overrides it
+    # The most jobs our account may have at the host at once, and the most submits a minute (i2v.capacity);
+    # None: what the host documents, else a conservative default.
+    max_in_flight: int | None = Field(default=None, ge=1, le=10_000)
+    max_submits_per_minute: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Settings(BaseSettings):
@@ -73,9 +77,10 @@ class Settings(BaseSettings):
     # Per-provider settings as JSON, {"dashscope": {"base_url": "https://dashscope.aliyuncs.com"}}: the
     # template's ProviderSettings parameter, and the same shape the local stack writes.
     provider_settings: Annotated[dict[str, ProviderOptions], NoDecode] = Field(default_factory=dict)
-    # How a request that names no provider is routed by default: `ordered` (default_providers' order) or
-    # `cheapest` (by price for the request, unpriced last); a request's own `routing` overrides it.
-    routing: Literal["ordered", "cheapest"] = "ordered"
+    # How a request that names no provider is routed by default: `ordered` (default_providers' order),
+    # `cheapest` (by price for the request, unpriced last) or `fastest` (by the median job time of recent
+    # jobs, i2v.capacity; none yet last); a request's own `routing` overrides it.
+    routing: Literal["ordered", "cheapest", "fastest"] = "ordered"
     # Under a tenant's budget, may a provider with no price be used? (Its cost cannot be reserved.)
     allow_unpriced_under_budget: bool = False
     # The poll queue (PollFunction's): timed turns and the sweep's overflow. Unset: the sweep does every turn.

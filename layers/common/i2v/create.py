@@ -10,6 +10,7 @@ import ipaddress
 import time
 
 from i2v import budgets, layout, submit
+from i2v.capacity import p50
 from i2v.lifecycle import Work
 from i2v.media import (
     UnsafeUrl,
@@ -165,7 +166,7 @@ def _fetchable(rt: Runtime, url: str) -> str:
 
 def route(rt: Runtime, req: VideoRequest, mode: Mode, alpha: bool = False) -> list[str]:
     """Eligible providers in order. A provider the client named that cannot serve the request is a 422."""
-    asked = req.providers()
+    asked = list(dict.fromkeys(req.providers()))  # a provider named twice is tried once
     if asked:
         for name in asked:
             if name not in registry.PROVIDERS:
@@ -182,10 +183,14 @@ def route(rt: Runtime, req: VideoRequest, mode: Mode, alpha: bool = False) -> li
     # the healthy ones go by price for this request (unpriced after priced); sorts are stable, so ties keep
     # the configured order.
     health = rt.records.provider_health(eligible)
-    if (req.routing or rt.settings.routing) == "cheapest":
+    routing = req.routing or rt.settings.routing
+    if routing == "cheapest":
         audio = req.audio_url is not None
         prices = {n: price_per_second(rt.settings, n, req.resolution, audio) for n in eligible}
         eligible.sort(key=lambda n: (prices[n] is None, prices[n] or 0.0))
+    elif routing == "fastest":  # by the median time of their recent jobs (kept as jobs end, no Scan)
+        times = {n: p50(health[n]) for n in eligible}
+        eligible.sort(key=lambda n: (times[n] is None, times[n] or 0.0))
     eligible.sort(key=lambda n: health[n].degraded(rt.now()))
     if not eligible:
         raise RequestProblem(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -82,3 +83,14 @@ def dynamo_value(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(repr(value))
     return value
+
+
+def conditionally(write: Callable[..., Any], **request: Any) -> bool:
+    """Make a conditional write (`table.resource.update_item`...); False if its condition failed."""
+    try:
+        write(**request)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

@@ -64,6 +64,9 @@ class Step(StrEnum):
 
     RECORD_COST = "record_cost"  # what the task cost (i2v.pricing), before it is announced
     CANCEL_AT_PROVIDER = "cancel_at_provider"  # stop a job that no longer has a use, so it is not billed on
+    RELEASE_SLOT = (
+        "release_slot"  # give the provider slot back (after the job is stopped): the next task goes
+    )
     DISCARD_OUTPUT = "discard_output"  # an ingest that died after storing the MP4 leaves no stray output
     PUBLISH = "publish"  # the EventBridge event
     NOTIFY = "notify"  # the webhook, queued for the deliver function
@@ -72,9 +75,9 @@ class Step(StrEnum):
 def steps_after(status: Status) -> list[Step]:
     """The outbox a terminal write records, in the order the steps are done. A step that turns out not to
     apply (no provider job, no ingest ever started, no webhook_url) is done by doing nothing."""
-    steps = [Step.PUBLISH, Step.NOTIFY]
+    steps = [Step.RELEASE_SLOT, Step.PUBLISH, Step.NOTIFY]
     if status is not Status.SUCCEEDED:
-        steps.insert(0, Step.DISCARD_OUTPUT)
+        steps.insert(1, Step.DISCARD_OUTPUT)
     if status in (Status.CANCELLED, Status.TIMED_OUT):
         steps.insert(0, Step.CANCEL_AT_PROVIDER)
     return [Step.RECORD_COST, *steps]

@@ -193,10 +193,12 @@ class VideoRequest(BaseModel):
     provider: (
         ProviderName | Annotated[list[ProviderName], Field(min_length=1, max_length=MAX_PROVIDERS)] | None
     ) = Field(default=None, description=f"Provider name or ordered list of at most {MAX_PROVIDERS}")
-    routing: Literal["ordered", "cheapest"] | None = Field(
+    routing: Literal["ordered", "cheapest", "fastest"] | None = Field(
         default=None,
-        description="Without `provider`: the gateway's order (ordered), or the lowest price per second for"
-        " this request first (cheapest; providers without a price after them); default: the gateway's",
+        description="Without `provider`: the gateway's order (ordered), the lowest price per second for"
+        " this request first (cheapest; providers without a price after them), or the shortest median time"
+        " from submit to done over recent jobs first (fastest; providers with none yet after them); a"
+        " provider with no free slot is passed over for one that has one; default: the gateway's",
     )
     webhook_url: (
         Annotated[
@@ -273,7 +275,8 @@ def _mode_mismatch(asked: Mode, derived: Mode) -> str:
 class Attempt(BaseModel):
     provider: str
     at: str
-    outcome: Literal["sent", "accepted", "rejected", "unknown"]
+    # "full": not sent, the provider had no free slot for us (i2v.capacity); routing went on to the next one
+    outcome: Literal["sent", "accepted", "rejected", "unknown", "full"]
     detail: str = ""
     provider_task_id: str | None = None
 
@@ -292,6 +295,16 @@ class ProviderHealth(BaseModel):
     last_success_at: int | None = None
     last_failure_at: int | None = None
     last_error: str | None = None
+    # Capacity (i2v.capacity): jobs holding a slot now, the cap lowered by the host's 429s (None: the
+    # configured one), no new job before `blocked_until` (Retry-After, or a backoff after 5xx), faults
+    # (5xx, timeouts) in a row (the circuit), 429s seen, and the latest jobs' seconds from submit to done.
+    in_flight: int = 0
+    eff_cap: int | None = None
+    blocked_until: int | None = None
+    consecutive_faults: int = 0
+    credit: int = 0
+    refused: int = 0
+    recent_seconds: list[float] = Field(default_factory=list)
 
     DEGRADED_AFTER: ClassVar[int] = 3  # failed submits in a row, the last within WINDOW
     DOWN_AFTER: ClassVar[int] = 10
@@ -302,10 +315,16 @@ class ProviderHealth(BaseModel):
         return recent and self.consecutive_failures >= threshold
 
     def degraded(self, now: int) -> bool:
-        return self.failing(now, self.DEGRADED_AFTER)
+        return self.failing(now, self.DEGRADED_AFTER) or self.circuit_open(now)
+
+    CIRCUIT_AFTER: ClassVar[int] = 5  # faults in a row that open the circuit (i2v.capacity)
+
+    def circuit_open(self, now: int) -> bool:
+        """Five faults in a row: no job goes there until the cooldown ends, then one job tries it."""
+        return self.consecutive_faults >= self.CIRCUIT_AFTER and (self.blocked_until or 0) > now
 
     def status(self, now: int) -> HealthStatus:
-        if self.failing(now, self.DOWN_AFTER):
+        if self.failing(now, self.DOWN_AFTER) or self.circuit_open(now):
             return "down"
         return "degraded" if self.degraded(now) else "ok"
 
@@ -375,6 +394,13 @@ class Task(BaseModel):
     next_poll_at: int | None = None
     finished_at: int | None = None
     ingest_started: bool = False  # an ingest claimed the task once: a stray output may need discarding
+    # Capacity (i2v.capacity): the provider whose slot the task holds; while it waits, its place in the fair
+    # queue (the `by_queue` index's sort key; `queue_place` keeps it, so a task that waits again keeps its
+    # place); when a provider took the job.
+    slot: str | None = None
+    queue_sk: str | None = None
+    queue_place: str | None = None
+    submitted_at: int | None = None
     outbox: list[str] = Field(default_factory=list)  # steps still owed after the end (i2v.lifecycle.Step)
     version: int = 0
 
@@ -437,6 +463,15 @@ class UsageReport(BaseModel):
     total: UsageFigures
 
 
+class QueuePlace(BaseModel):
+    """Where a task waiting for a provider slot stands (i2v.capacity)."""
+
+    position: int = Field(description="1 for the next task to go")
+    ahead: int = Field(description="Tasks (any tenant's) that go before it")
+    waiting_for: str = Field(description='What it waits for, e.g. "capacity at oxen"')
+    eta: str = Field(description="When it should be sent, estimated from the free slots and recent job times")
+
+
 class TaskView(BaseModel):
     """What the API returns for a task."""
 
@@ -457,6 +492,12 @@ class TaskView(BaseModel):
     error: TaskError | None = None
     cost: TaskCost | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    queue: QueuePlace | None = Field(
+        default=None, description="While it waits for a provider slot (shown on GET of the task)"
+    )
+    queue_wait_seconds: int | None = Field(
+        default=None, description="From accepted to taken by a provider (or until now, while it waits)"
+    )
     webhook: WebhookDeliveryView | None = Field(
         default=None, description="Shown on GET of a task with a webhook_url"
     )

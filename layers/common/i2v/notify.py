@@ -18,7 +18,7 @@ import httpx
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from i2v import layout, pacing, usage
+from i2v import capacity, layout, pacing, usage
 from i2v.delivery import DeliveryFailed, post, signed_event, tenant_secret
 from i2v.lifecycle import Step, Work
 from i2v.media import UnsafeUrl
@@ -87,6 +87,12 @@ def _cancel_at_provider(rt: Runtime, task: Task) -> None:
     # Other provider errors raise: the job may still run (and bill), so the sweeper asks again.
 
 
+def _release_slot(rt: Runtime, task: Task) -> None:
+    """The provider slot the task still holds goes back (and to the next waiting task)."""
+    if task.slot is not None:
+        capacity.give_back(rt, task.id, task.slot)
+
+
 def _discard_output(rt: Runtime, task: Task) -> None:
     """An ingest that stored the MP4 and died before it could end the task leaves an object no one may
     serve: remove it, if it is this task's (a drop-folder output key can be reused by a later upload)."""
@@ -143,6 +149,7 @@ def _record_cost(rt: Runtime, task: Task) -> Task | None:
 _STEPS: dict[Step, Callable[[Runtime, Task], Task | None]] = {
     Step.RECORD_COST: _record_cost,
     Step.CANCEL_AT_PROVIDER: _cancel_at_provider,
+    Step.RELEASE_SLOT: _release_slot,
     Step.DISCARD_OUTPUT: _discard_output,
     Step.PUBLISH: _publish,
     Step.NOTIFY: _notify,

@@ -10,7 +10,6 @@ FINISH_LEASE_SECONDS = 120
 DELIVERY_LEASE_SECONDS = 60
 RECONCILE_SECONDS = 900  # how long a submit with a lost answer waits for the provider's callback
 INGEST_RECHECK_SECONDS = 120  # if the ingest message is lost, the sweeper asks the provider again after this
-BUSY_RETRY_SECONDS = 30  # every provider busy or down: the sweeper submits again after this
 REFUSED_POLL_SECONDS = 60  # a status query refused (a rotated key?): ask again after this
 FAILED_POLL_SECONDS = 30  # a status query that got no answer
 OUTBOX_RETRY_SECONDS = 30  # an after-end step failed (EventBridge, SQS down): try again after this

@@ -111,20 +111,34 @@ class Records:
         return str(item["tenant"])
 
     # -- provider health --------------------------------------------------------------------------
-    def record_provider_outcome(self, provider: str, ok: bool, error: str | None = None) -> None:
+    def record_provider_outcome(
+        self, provider: str, ok: bool, error: str | None = None, *, fault: bool = False
+    ) -> ProviderHealth:
+        """Count a submit's outcome on the provider's record; the record as it now is. `fault`: the host
+        failed (5xx, no answer), as opposed to refusing this one request (a 4xx): faults in a row open the
+        circuit (i2v.capacity). A success also earns the credit that raises a lowered cap back."""
         values: dict[str, Any]
         if ok:
-            expression = "SET consecutive_failures = :zero, last_success_at = :now"
-            values = {":zero": 0, ":now": self.now()}
+            expression = (
+                "SET consecutive_failures = :zero, consecutive_faults = :zero, last_success_at = :now"
+                " ADD credit :one"
+            )
+            values = {":zero": 0, ":now": self.now(), ":one": 1}
         else:
             expression = "SET last_failure_at = :now, last_error = :error ADD consecutive_failures :one"
+            if fault:
+                expression += ", consecutive_faults :one"
             values = {":now": self.now(), ":error": (error or "")[:300], ":one": 1}
-        self.table.resource.update_item(
-            Key={"pk": f"HEALTH#{provider}"}, UpdateExpression=expression, ExpressionAttributeValues=values
+        written = self.table.resource.update_item(
+            Key={"pk": f"HEALTH#{provider}"},
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
         )
+        return ProviderHealth.model_validate(plain(written["Attributes"]))
 
     def provider_health(self, providers: Iterable[str]) -> dict[str, ProviderHealth]:
-        names = list(providers)
+        names = list(dict.fromkeys(providers))  # BatchGetItem refuses a key named twice
         if not names:
             return {}
         got = self.table.resource.meta.client.batch_get_item(

@@ -27,6 +27,8 @@ from i2v.models import IN_FLIGHT, TERMINAL, RequestProblem, Status, Task
 
 BY_TENANT = "by_tenant"
 BY_DUE = "by_due"
+BY_QUEUE = "by_queue"  # the fair queue of tasks waiting for a provider slot (i2v.capacity)
+QUEUE_KEYS = ("queue_pk", "queue_sk")  # that sparse index's keys: present only while a task waits
 
 
 def new_task_id(now: float | None = None) -> str:
@@ -256,6 +258,7 @@ class TaskStore:
             # Due at once: the outbox is the sweeper's if its writer cannot do it.
             sets.update(finished_at=now, outbox=lifecycle.steps_after(to), next_poll_at=now)
             removes = [name for work in (Work.SUBMIT, Work.POLL, Work.INGEST) for name in _lease(work)]
+            removes += list(QUEUE_KEYS)  # an ended task waits for nothing (a slot it holds: the outbox)
             owner, until = _lease(Work.INGEST)
             if to is Status.SUCCEEDED:
                 if holding is None or holding.work is not Work.INGEST:
@@ -267,6 +270,7 @@ class TaskStore:
                 values.update({":now": now, ":holder": holding.owner if holding else "-"})
         elif to is Status.SUBMITTED:  # the job exists: the submit is over, whoever learnt its id
             removes = list(_lease(Work.SUBMIT))
+            sets["submitted_at"] = now
         return self._update(task_id, sets, _ends_turn(sets, removes), frm, conditions, values)
 
     def update(

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from aws_lambda_powertools import Logger
 
-from i2v import layout, pacing
+from i2v import capacity, layout, pacing
+from i2v.capacity import Take
 from i2v.models import MEDIA_FIELDS, Attempt, Status, Task, TaskError, VideoRequest
 from i2v.notify import end
 from i2v.presign import presign_get
@@ -21,6 +22,7 @@ from i2v.providers.base import (
     DeadlineReached,
     Provider,
     ProviderError,
+    ProviderRateLimited,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
@@ -60,22 +62,44 @@ def provider_view(rt: Runtime, task: Task) -> VideoRequest:
 def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None) -> Task:
     """Send the task (accepted, its submit lease held by `claim`). Never raises for provider trouble.
 
+    Each send holds a slot of its provider (i2v.capacity): a provider with none free is passed over, and a
+    task that finds no slot anywhere, or only hosts that refuse for now, waits in the fair queue. A task new
+    to the gateway queues behind tasks already waiting rather than taking a slot before them.
+
     `deadline` (an `rt.client.clock` instant; default: the submit budget from now) bounds every send: time
     that runs out before a provider is sent to leaves the task to the sweeper, with its lease released.
     """
     if deadline is None:
         deadline = rt.client.deadline_in(rt.settings.submit_budget_seconds)
+    if task.slot is None and task.queue_place is None and capacity.anyone_waiting(rt):
+        return capacity.wait(rt, task, claim, list(task.attempts))
     req = provider_view(rt, task)
     attempts = list(task.attempts)
-    retry_later = False
+    held = task.slot  # a dispatch from the queue gave it this provider's slot: that one goes first
+    wait_for_slot = False
     last_error = TaskError(code="no_provider", message="no provider accepted the task")
-    for name in task.providers:
+    for name in [*([held] if held else []), *(n for n in task.providers if n != held)]:
         provider = rt.providers.get(name)
         if provider is None:
+            if held == name:  # the provider was unconfigured since: its slot is no use
+                capacity.give_back(rt, task.id, name)
+                held = None
             continue
         if rt.client.clock() + rt.client.min_attempt_seconds > deadline:
-            # API Gateway gives up on the caller after 29 s: the next provider is the sweeper's to try.
+            # API Gateway gives up on the caller after 29 s: the next provider is the sweeper's to try (with
+            # the slot the task holds, if it holds one).
             return _leave_to_sweeper(rt, task, claim, attempts)
+        if held != name:
+            got = capacity.take(rt, task.id, name, holding=claim)
+            if got is Take.GONE:
+                return rt.tasks.require(
+                    task.id
+                )  # the lease is gone (a callback adopted the job, or it expired)
+            if got is Take.FULL:
+                attempts.append(Attempt(provider=name, at=iso(rt.now()), outcome="full"))
+                wait_for_slot = True
+                continue
+            held = name
         callback = None
         if provider.capabilities.callback:
             callback = rt.settings.base_url() + callback_path(rt, name, task.id)
@@ -86,8 +110,10 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
         try:
             job = _send(rt, provider, provider.submit(req, task.mode, callback), deadline)
         except SubmitOutcomeUnknown as exc:
-            # The job may exist: never send it again, here or elsewhere (that could bill it twice).
-            rt.records.record_provider_outcome(name, ok=False, error=str(exc))
+            # The job may exist: never send it again, here or elsewhere (that could bill it twice). It keeps
+            # its slot: the job may be running.
+            record = rt.records.record_provider_outcome(name, ok=False, error=str(exc), fault=True)
+            capacity.faulted(rt, record, name)
             attempts[-1] = attempts[-1].model_copy(update={"outcome": "unknown", "detail": str(exc)[:500]})
             if provider.capabilities.callback:
                 # Its callback will name the job: wait for it (the sweeper fails the task if none comes).
@@ -103,13 +129,22 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
             return _leave_to_sweeper(rt, task, claim, attempts)
         except ProviderError as exc:
             logger.warning("provider refused submit", provider=name, task_id=task.id, error=str(exc))
-            rt.records.record_provider_outcome(name, ok=False, error=str(exc))
+            # A 429 means our cap is above what the host runs for us now; a fault (5xx, no answer) that the
+            # host is in trouble; a 4xx that this request is refused. No job was made: the slot goes back.
+            fault = not isinstance(exc, ProviderRejected | ProviderRateLimited)
+            record = rt.records.record_provider_outcome(name, ok=False, error=str(exc), fault=fault)
+            if isinstance(exc, ProviderRateLimited):
+                capacity.refused(rt, name, exc.retry_after)
+            elif fault:
+                capacity.faulted(rt, record, name)
+            capacity.give_back(rt, task.id, name)
+            held = None
             attempts[-1] = attempts[-1].model_copy(update={"outcome": "rejected", "detail": str(exc)[:500]})
-            retry_later = retry_later or not isinstance(exc, ProviderRejected)
+            wait_for_slot = wait_for_slot or not isinstance(exc, ProviderRejected)
             code = exc.code or "provider_error"
             last_error = TaskError(code=code, message=f"{name}: {exc}", raw=exc.raw or None)
             continue
-        rt.records.record_provider_outcome(name, ok=True)
+        capacity.accepted(rt, rt.records.record_provider_outcome(name, ok=True), name)
         attempts[-1] = attempts[-1].model_copy(update={"outcome": "accepted", "provider_task_id": job})
         moved = rt.tasks.transition(
             task.id,
@@ -126,10 +161,9 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
                 logger.warning("task ended during its submit; cancelling the new job", task_id=task.id)
                 _stop(rt, provider, job)
         return moved
-    if retry_later:
-        # Every provider was busy or down: keep the task, the sweeper submits it again.
-        until = rt.now() + pacing.BUSY_RETRY_SECONDS
-        return rt.tasks.release(claim, attempts=attempts, next_poll_at=until) or rt.tasks.require(task.id)
+    if wait_for_slot:
+        # Every provider was full, busy or down: the task waits for a slot, in its place in the queue.
+        return capacity.wait(rt, task, claim, attempts)
     return end(rt, task.id, Status.FAILED, attempts=attempts, error=last_error)
 
 

@@ -17,7 +17,7 @@ from itertools import islice
 
 from aws_lambda_powertools import Logger
 
-from i2v import pacing
+from i2v import capacity, pacing
 from i2v.complete import refresh
 from i2v.lifecycle import Work
 from i2v.models import Status, Task, TaskError
@@ -36,12 +36,17 @@ TURNS_PER_SLOT = 4
 
 def sweep(rt: Runtime) -> Counter[str]:
     """One run of the sweeper over every due task. Returns how each turn ended (and how many were queued)."""
+    # Free slots first (a Retry-After that ended, a lost dispatch): the tasks given one are due now.
+    dispatched = capacity.dispatch(rt)
     due = rt.tasks.due()
     queued = bool(rt.settings.poll_queue_url)
     ids = list(islice(due, rt.settings.sweep_inline_limit) if queued else due)
     outcomes = take_turns(rt, ids)
     if queued and (handed := dispatch(rt, due)):
         outcomes["queued"] = handed
+    if dispatched:
+        outcomes["dispatched"] = dispatched
+    capacity.publish(rt)
     return outcomes
 
 
@@ -95,6 +100,8 @@ def _turn(rt: Runtime, task: Task) -> tuple[str, Task | None]:
     if task.status is not Status.ACCEPTED:
         after = refresh(rt, task)
         return after.status.value, after
+    if task.queue_sk is not None:  # waiting for a slot: only a dispatch sends it (due now: its deadline)
+        return "waiting", rt.tasks.update(task.id, next_poll_at=task.deadline_at)
     claim = rt.tasks.claim(task.id, Work.SUBMIT, rt.settings.submit_grace_seconds, {Status.ACCEPTED})
     if claim is None or claim.task is None:
         return "taken", None  # a submit is under way
@@ -114,6 +121,10 @@ def _turn(rt: Runtime, task: Task) -> tuple[str, Task | None]:
 
 def _time_out(rt: Runtime, task: Task) -> tuple[str, Task | None]:
     error = TaskError(code="timed_out", message=f"not finished within {rt.settings.task_deadline_seconds} s")
+    if task.queue_sk is not None:
+        names = " or ".join(task.providers)
+        message = f"waited {rt.now() - task.created_at} s for capacity at {names}; never sent to a provider"
+        error = TaskError(code="timed_out", message=message)
     moved = conclude(rt, task.id, Status.TIMED_OUT, error=error)
     # Not moved: it ended meanwhile, or an ingest is storing its video (the ingest ends it).
     return (Status.TIMED_OUT.value, moved) if moved else ("finishing", None)

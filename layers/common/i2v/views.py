@@ -29,11 +29,22 @@ def task_for_tenant(rt: Runtime, tenant: str, task_id: str) -> Task:
     return task
 
 
-def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
+def view(rt: Runtime, task: Task, with_webhook: bool = False, with_queue: bool = False) -> TaskView:
     """The task as the API shows it. An ended task shows no queue state (the provider's word for where the
-    job was is stale once it ended) and no cancel link (nothing is left to cancel)."""
+    job was is stale once it ended) and no cancel link (nothing is left to cancel). `with_queue`: a task
+    waiting for a provider slot shows its place (a count query: a single task's view, not a listing's)."""
     output_url = expires_at = None
     ended = task.status.terminal
+    place = None
+    if with_queue and task.queue_sk is not None and not ended:
+        from i2v.capacity import place as queue_place
+
+        place = queue_place(rt, task)
+    waited = None
+    if task.submitted_at is not None:
+        waited = task.submitted_at - task.created_at
+    elif not ended:
+        waited = rt.now() - task.created_at
     if task.status is Status.SUCCEEDED and task.output:
         output_url, expires_at = presign_get(
             rt.s3, rt.settings.bucket_name, task.output.key, rt.settings.presign_seconds
@@ -54,6 +65,8 @@ def view(rt: Runtime, task: Task, with_webhook: bool = False) -> TaskView:
         error=task.error,
         cost=task.cost,
         attempts=task.attempts,
+        queue=place,
+        queue_wait_seconds=waited,
         webhook=webhook_view(rt.records.delivery(task.id))
         if with_webhook and task.request.webhook_url
         else None,

@@ -185,8 +185,10 @@ class Declaration:
     capabilities: Capabilities
     default_base_url: str  # the public host; "" means a base URL must be configured
     auth: Auth = BEARER
-    # The most jobs one account may have running at once, where the host documents it (None: it does not).
+    # The most jobs one account may have running at once, and the most submits a minute, where the host
+    # documents them (None: it does not, and i2v.capacity uses its conservative default).
     max_in_flight: int | None = None
+    max_submits_per_minute: int | None = None
     # USD per second of video by request shape ("720p", "1080p", "720p+audio" where audio is priced apart),
     # where the host publishes a price; the operator's table (I2V_PRICES) overrides it. Never a guess.
     price: Mapping[str, float] = field(default_factory=dict)

@@ -75,7 +75,8 @@ class ProviderClient:
         not_created: frozenset[int] = frozenset(),
         deadline: float | None = None,
     ) -> httpx.Response:
-        """Send with retries. Connection failures and 5xx are retried; 429 honours Retry-After.
+        """Send with retries. Connection failures and 5xx are retried; 429 honours Retry-After (a submit's
+        429 is raised at once: capacity is the caller's to manage).
 
         For a submit (`is_submit`), only a failure before sending and the 5xx statuses in `not_created` (the
         host documents them as "no job was made") are retried; any other 5xx, and an error after the request
@@ -106,7 +107,9 @@ class ProviderClient:
                 wait = retry_after(resp)
                 too_long = wait is not None and wait > self.max_retry_after
                 pause = wait if wait is not None else self._jitter(attempt)
-                if last or too_long or not self._can_wait(pause, deadline):
+                # A submit refused for capacity goes back at once: i2v.capacity lowers the provider's cap,
+                # honours Retry-After for every task, and the task waits its turn (no retry of its own).
+                if is_submit or last or too_long or not self._can_wait(pause, deadline):
                     raise ProviderRateLimited("rate limited", retry_after=wait, raw=resp.text)
                 continue
             if resp.status_code >= 500:

@@ -98,4 +98,12 @@ class LocalProvider(HttpProvider):
         return task_id if isinstance(task_id, str) else None
 
 
-PROVIDER = Declaration(name="local", adapter=LocalProvider, capabilities=CAPABILITIES, default_base_url="")
+PROVIDER = Declaration(
+    name="local",
+    adapter=LocalProvider,
+    capabilities=CAPABILITIES,
+    default_base_url="",
+    # The local renderer (i2v_local.sim_local) queues what it cannot render yet; the demo and the tests send
+    # it bursts, so its cap is set where a host's would be generous. ProviderSettings sets another.
+    max_in_flight=64,
+)

@@ -265,6 +265,7 @@ PROVIDER = Declaration(
     # 600 creates per minute (https://replicate.com/docs/topics/predictions/rate-limits) is a rate, not a
     # number of jobs at once; no concurrency limit is documented.
     max_in_flight=None,
+    max_submits_per_minute=600,
     # USD per second of video. NOT the host's own page: third-party notes only (the
     # official pricing at https://replicate.com/wan-video/wan-2.7-i2v was not read). Audio is not priced apart
     # in those notes.
