@@ -179,8 +179,8 @@ def record_status(rt: Runtime, task: Task, status: ProviderStatus) -> Task:
         )
         if moved is not None and moved.slot is not None:
             # The job is done at the host: its slot goes to the next task while the video is copied.
-            capacity.finished_job(rt, moved)
             capacity.give_back(rt, moved.id, moved.slot)
+            capacity.finished_job(rt, moved)
         return moved or rt.tasks.require(task.id)
     if status.state is ProviderState.FAILED:
         message_text = status.error_message or "the provider failed the task"
