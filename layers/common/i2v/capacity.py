@@ -319,12 +319,11 @@ def anyone_waiting(rt: Runtime) -> bool:
 
 
 # -- what the host says ---------------------------------------------------------------------------------
-def refused(rt: Runtime, provider: str, retry_after: float | None) -> None:
-    """A 429 to a submit while we held a slot there: the host runs fewer of our jobs than our cap lets out.
-    Lower the effective cap (to at most the jobs it held besides this one, and to DECREASE of it) and let
-    nothing new go there before Retry-After."""
-    record = provider_record(rt, provider)
-    cap = record.eff_cap or limits(rt, provider).max_in_flight
+def refused(rt: Runtime, record: ProviderHealth, provider: str, retry_after: float | None) -> None:
+    """A 429 to a submit while we held a slot there (`record`: the provider's, as counting the refusal left
+    it): the host runs fewer of our jobs than our cap lets out. Lower the effective cap (to at most the jobs
+    it held besides this one, and to DECREASE of it) and let nothing new go there before Retry-After."""
+    cap = effective_cap(rt, provider, record)
     lowered = max(1, min(record.in_flight - 1, math.ceil(cap * DECREASE)))
     block = min(MAX_BLOCK_SECONDS, math.ceil(retry_after) if retry_after else BLOCK_ON_429_SECONDS)
     values = {":until": rt.now() + block, ":cap": lowered, ":zero": 0, ":one": 1}

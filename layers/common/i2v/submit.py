@@ -91,10 +91,8 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
             return _leave_to_sweeper(rt, task, claim, attempts)
         if held != name:
             got = capacity.take(rt, task.id, name, holding=claim)
-            if got is Take.GONE:
-                return rt.tasks.require(
-                    task.id
-                )  # the lease is gone (a callback adopted the job, or it expired)
+            if got is Take.GONE:  # the lease is gone (a callback adopted the job, or it expired)
+                return rt.tasks.require(task.id)
             if got is Take.FULL:
                 attempts.append(Attempt(provider=name, at=iso(rt.now()), outcome="full"))
                 wait_for_slot = True
@@ -134,7 +132,7 @@ def submit(rt: Runtime, task: Task, claim: Claim, deadline: float | None = None)
             fault = not isinstance(exc, ProviderRejected | ProviderRateLimited)
             record = rt.records.record_provider_outcome(name, ok=False, error=str(exc), fault=fault)
             if isinstance(exc, ProviderRateLimited):
-                capacity.refused(rt, name, exc.retry_after)
+                capacity.refused(rt, record, name, exc.retry_after)
             elif fault:
                 capacity.faulted(rt, record, name)
             capacity.give_back(rt, task.id, name)
