@@ -199,7 +199,8 @@ def test_unanswered_submit_is_not_reconciled_by_a_callback_the_hosts_status_does
 def test_a_429_to_a_submit_is_not_retried_at_once_the_task_waits_out_retry_after_in_the_queue(
     sims: dict[str, Simulator], api: httpx.Client, image_url: str
 ) -> None:
-    sims["novita"].faults.rate_limit_submits, sims["novita"].faults.retry_after = 1, 1
+    # Retry-After 3 s: still in force when the create answers (1 s could end within the create's second).
+    sims["novita"].faults.rate_limit_submits, sims["novita"].faults.retry_after = 1, 3
     before = sims["novita"].submits
     task = create(api, body_for("novita", image_url))
     assert task["status"] == "accepted"  # answered at once: the create does not sleep out Retry-After
@@ -209,7 +210,7 @@ def test_a_429_to_a_submit_is_not_retried_at_once_the_task_waits_out_retry_after
 
     view = wait_for(lambda: (v := api.get(f"/v1/videos/{task['id']}").json())["status"] != "accepted" and v)
     assert view["status"] in ("submitted", "processing", "succeeded")
-    assert view["queue_wait_seconds"] >= 1  # sent again once Retry-After had passed, not before
+    assert view["queue_wait_seconds"] >= 3  # sent again once Retry-After had passed, not before
     assert [a["outcome"] for a in view["attempts"]] == ["rejected", "accepted"]
     assert sims["novita"].submits == before + 2
 
