@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from i2v_local.aws import load_template
+from i2v_local.aws import LocalResources, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +89,27 @@ def test_sample_events_exist_for_every_kind_of_trigger() -> None:
         "sqs_ingest.json",
         "s3_put.json",
     } <= names
+
+
+@pytest.mark.parametrize("worker_concurrency", ["0", "1", "2", "5", "40"])
+def test_no_queue_runs_more_batches_than_its_function_may_run(
+    template: dict[str, Any], worker_concurrency: str
+) -> None:
+    # Past its function's reserved concurrency a queue's poller is throttled, each throttled batch goes back
+    # with its receive count raised, and enough of those send a good message to the dead-letter queue.
+    stack = LocalResources(template, refs={"WorkerConcurrency": worker_concurrency})
+    sources = 0
+    for function in resources(template, "AWS::Serverless::Function").values():
+        reserved = stack.resolve(function.get("ReservedConcurrentExecutions"))
+        for event in function.get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            sources += 1
+            scaling = stack.resolve(event["Properties"].get("ScalingConfig"))
+            if reserved is None:
+                assert scaling is None
+            elif int(reserved) >= 2:  # SQS takes a MaximumConcurrency of 2 to 1000
+                assert int(scaling["MaximumConcurrency"]) <= int(reserved)
+            else:
+                assert scaling is None
+    assert sources == 4
