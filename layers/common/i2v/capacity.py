@@ -61,7 +61,9 @@ MAX_BLOCK_SECONDS = 300  # a longer Retry-After is cut to this (the sweeper look
 CIRCUIT_COOLDOWN_SECONDS = 60
 INCREASE_WINDOWS = 4  # accepted submits (x the effective cap) that raise a lowered cap by one
 DECREASE = 0.75  # a 429 lowers the effective cap to at most this share of it
-DISPATCH_PAGE = 50
+# A dispatch after one release fills one slot: its first query reads a few waiting tasks (every item a
+# query returns is read and paid for), and the pages grow only when those were taken or could not go there.
+DISPATCH_PAGES = (8, 50)
 DISPATCH_SCAN = 1000  # waiting tasks one dispatch looks at, at most
 DEFAULT_JOB_SECONDS = 60  # for a queue's eta before a provider has finished any job for us
 RECENT_JOBS = 20  # job times kept per provider (p50 for eta and `fastest` routing)
@@ -244,17 +246,21 @@ def _place_for(rt: Runtime, task: Task) -> str:
     return f"{round_:012d}#{int(rt.clock() * 1000):013d}#{task.id}"
 
 
-def _waiting(rt: Runtime, page: int | None = DISPATCH_PAGE) -> Iterator[dict[str, Any]]:
-    """The queue, head first: (task) pk, queue_sk and the providers each task may use; read `page` entries
-    a query (None: as many as a query returns, 1 MB: for counting)."""
+def _waiting(rt: Runtime, pages: tuple[int, ...] | None = DISPATCH_PAGES) -> Iterator[dict[str, Any]]:
+    """The queue, head first: (task) pk, queue_sk and the providers each task may use; read `pages[0]`
+    entries in the first query, then `pages[1]`, ... (the last size from then on; None: as many as a query
+    returns, 1 MB: for counting)."""
     query: dict[str, Any] = {
         "IndexName": BY_QUEUE,
         "KeyConditionExpression": "queue_pk = :q",
         "ExpressionAttributeValues": {":q": QUEUE},
     }
-    if page is not None:
-        query["Limit"] = page
+    sizes = iter(pages or ())
+    limit = None
     while True:
+        limit = next(sizes, limit)
+        if limit is not None:
+            query["Limit"] = limit
         answer = rt.tasks.table.resource.query(**query)
         yield from answer.get("Items", [])
         if "LastEvaluatedKey" not in answer:
@@ -459,7 +465,7 @@ def _metric(values: dict[str, int], provider: str) -> None:
 def waiting_by_provider(rt: Runtime) -> dict[str, int]:
     """How many waiting tasks may use each provider (a task that allows two counts at both)."""
     counts: dict[str, int] = {}
-    for entry in _waiting(rt, page=None):
+    for entry in _waiting(rt, pages=None):
         for name in entry.get("providers", []):
             counts[name] = counts.get(name, 0) + 1
     return counts
