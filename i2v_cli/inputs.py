@@ -84,7 +84,7 @@ def checked_media(field: str, value: str) -> LocalMedia:
         accepted = _joined([f.upper() for f in limits.formats])
         named = suffix[1:].upper() or "a file without an extension"
         raise CliError(f"{where}: {named} is not accepted; use {accepted}")
-    if path.stat().st_size > limits.max_mb * 1024 * 1024:
+    if path.stat().st_size > limits.max_bytes:
         raise CliError(f"{where}: larger than the {limits.max_mb} MB the API accepts for {kind}")
     return LocalMedia(field, path, content_type)
 

@@ -258,10 +258,11 @@ def test_a_webhook_receiver_dripping_its_answer_is_given_up_on_at_the_timeout() 
 
 # -- media probes end within their deadline
 
+# The answer to an image probe's one request for a whole file of 1 MB.
 DRIPPING = {
-    "dripping the body": b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-65535/1000000\r\n"
-    b"Content-Length: 65536\r\n\r\n",
-    "dripping the headers": b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-65535/1000000\r\n"
+    "dripping the body": b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999999/1000000\r\n"
+    b"Content-Length: 1000000\r\n\r\n",
+    "dripping the headers": b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999999/1000000\r\n"
     b"X-Padding: ",
 }
 

@@ -20,10 +20,11 @@ from PIL import Image
 
 from i2v.media import UnsafeUrl
 from i2v.probe import Kind, MediaInfo, ProbeError, limit_violations, probe
+from tests.corpus import CORPUS, Case
 
 URL = "https://media.example/input"
 CHUNK = 64 * 1024  # what the prober asks for at a time
-MB = 1024 * 1024
+MB = 1_000_000  # the limits' unit
 
 
 class MediaServer:
@@ -45,16 +46,14 @@ class MediaServer:
             first, last = int(match[1]), min(int(match[2]), len(self.data) - 1)
             if first >= len(self.data):
                 return httpx.Response(416, headers={"Content-Range": f"bytes */{len(self.data)}"})
-            body = self.data[first : last + 1]
-            self.sent += len(body)
             content_range = f"bytes {first}-{last}/{len(self.data)}"
-            return httpx.Response(206, headers={"Content-Range": content_range}, content=body)
+            return httpx.Response(206, headers={"Content-Range": content_range}, content=self._body(first, last))
         headers = {"Content-Length": str(len(self.data))} if self.announce_size else {}
-        return httpx.Response(200, headers=headers, content=self._body())
+        return httpx.Response(200, headers=headers, content=self._body(0, len(self.data) - 1))
 
-    def _body(self) -> Iterator[bytes]:
-        for offset in range(0, len(self.data), 16 * 1024):  # sent only as the client pulls it
-            piece = self.data[offset : offset + 16 * 1024]
+    def _body(self, first: int, last: int) -> Iterator[bytes]:
+        for offset in range(first, last + 1, 16 * 1024):  # sent only as the client pulls it
+            piece = self.data[offset : min(offset + 16 * 1024, last + 1)]
             self.sent += len(piece)
             yield piece
 
@@ -225,22 +224,51 @@ def test_webp_size_and_alpha_come_from_its_first_chunk(mode: str, lossless: bool
     )
 
 
-def test_large_image_is_probed_from_its_first_chunk_only() -> None:
+def test_image_within_the_size_limit_is_read_whole_in_one_request() -> None:
     data = noise_png(2000, 2000)
     server = MediaServer(data)
     info = server.probe("image")
     assert (info.width, info.height, info.size_bytes) == (2000, 2000, len(data))
-    assert len(data) > 10 * MB
-    assert server.sent <= CHUNK
-    assert server.ranges == [f"bytes=0-{CHUNK - 1}"]
+    assert 10 * MB < len(data) <= 20 * MB
+    assert server.ranges == [f"bytes=0-{20 * MB - 1}"]
+    assert server.sent == len(data)
 
 
-def test_server_ignoring_range_has_only_the_start_of_its_body_read() -> None:
+def test_image_over_the_size_limit_is_refused_from_its_header_alone() -> None:
+    data = noise_png(2700, 2700)
+    server = MediaServer(data)
+    info = server.probe("image")
+    assert len(data) > 20 * MB
+    assert limit_violations(info) == ["image is 21.9 MB; it must be at most 20 MB"]
+    assert server.ranges == [f"bytes=0-{20 * MB - 1}"]
+    assert server.sent <= 2 * CHUNK
+
+
+def test_server_ignoring_range_has_an_image_within_the_limit_read_whole() -> None:
     data = noise_png(2000, 2000)
     server = MediaServer(data, honour_range=False)
     info = server.probe("image")
     assert (info.width, info.height, info.size_bytes) == (2000, 2000, len(data))
+    assert server.sent == len(data)
+
+
+def test_server_ignoring_range_has_only_the_start_of_an_oversize_image_read() -> None:
+    server = MediaServer(noise_png(2700, 2700), honour_range=False)
+    server.probe("image")
     assert server.sent <= 2 * CHUNK
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.name)
+def test_torture_corpus(case: Case) -> None:
+    server = MediaServer(case.data)
+    try:
+        problems = limit_violations(server.probe(case.kind))
+    except ProbeError as exc:
+        problems = [str(exc)]
+    if case.refused is None:
+        assert problems == []
+    else:
+        assert any(case.refused in problem for problem in problems), problems
 
 
 def test_gif_is_not_an_accepted_image_format() -> None:

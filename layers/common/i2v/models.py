@@ -27,6 +27,7 @@ MAX_PROVIDERS, MAX_PROVIDER_NAME = 10, 32
 MAX_BODY_CHARS = 256 * 1024
 
 Kind = Literal["image", "video", "audio"]
+MB = 1_000_000  # the unit of every size limit and message (README: "Inputs")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class MediaLimits:
     sides: tuple[int, int] | None = None
     seconds: tuple[int, int] | None = None
     max_aspect: int = 8
+
+    @property
+    def max_bytes(self) -> int:
+        """`max_mb` in bytes. The hosts' docs say "MB" without saying which; 1 MB = 1,000,000 bytes is the
+        stricter reading, so no host that reads it either way refuses a file the gateway accepted."""
+        return self.max_mb * MB
 
 
 MEDIA_LIMITS: dict[Kind, MediaLimits] = {

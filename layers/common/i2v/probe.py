@@ -8,6 +8,7 @@ import io
 import math
 import re
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,13 +17,13 @@ import httpx
 from aws_lambda_powertools import Logger
 
 from i2v.media import fetch_deadline, unreachable
-from i2v.models import MEDIA_LIMITS, Kind
+from i2v.models import MB, MEDIA_LIMITS, Kind
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 _CHUNK = 64 * 1024  # read-ahead per range request: most headers fit in one, and requests cost more than bytes
-_MB = 1024 * 1024
+HEADERS_READ = 4 * 1024 * 1024  # of a clip's or audio file's headers, at most
 PROBE_DEADLINE_SECONDS = 5.0  # per URL: several media in one create stay well inside API Gateway's 29 s
 
 logger = Logger(child=True)
@@ -48,20 +49,25 @@ def probe(
     url: str,
     kind: Kind,
     *,
-    max_read: int = 4 * 1024 * 1024,
+    max_read: int | None = None,
     deadline: float = PROBE_DEADLINE_SECONDS,
 ) -> MediaInfo:
-    """What `url` holds, read from its first bytes (and, for a clip, its moov box) only.
+    """What `url` holds: an image read whole (in one request) when it is within the size limit, so it is
+    known to decode to its end; a clip or audio from its headers only (its moov box, its fragments' headers).
 
-    At most `max_read` bytes are fetched, and with the guarded client the whole fetch ends within `deadline`
-    seconds however the server paces its bytes. httpx failures become ProbeError; anything else the client
-    raises (the URL guard's refusal) propagates for the caller to map.
+    At most `max_read` bytes are fetched (default: an image's size limit; 4 MiB of a clip's or an audio
+    file's headers), and with the guarded client the whole fetch ends within `deadline` seconds however the
+    server paces its bytes. httpx failures become ProbeError; anything else the client raises (the URL
+    guard's refusal) propagates for the caller to map.
     """
+    whole = MEDIA_LIMITS["image"].max_bytes if kind == "image" else 0
+    if max_read is None:
+        max_read = whole or HEADERS_READ
     if max_read <= 0:
         raise ValueError("max_read must be positive")
     reader = _READERS[kind]
     try:
-        with fetch_deadline(deadline), _RangedFile(client, url, max_read) as file:
+        with fetch_deadline(deadline), _RangedFile(client, url, max_read, whole) as file:
             return reader(file)
     except httpx.TransportError as exc:
         # Refused, unreachable, timed out or past the deadline: one text, so a tenant cannot tell them apart.
@@ -104,15 +110,17 @@ def limit_violations(info: MediaInfo, *, forbid_alpha: bool = False) -> list[str
             problems.append(f"{noun} duration is unknown; it must be {low}-{high} s")
         elif not low <= info.duration <= high:
             problems.append(f"{noun} is {_seconds(info.duration, (low, high))} s; it must be {low}-{high} s")
-    if info.size_bytes > limits.max_mb * _MB:
-        # Rounded up, so a file just over the limit never reads as exactly the limit.
-        problems.append(
-            f"{noun} is {math.ceil(info.size_bytes / _MB * 10) / 10:.1f} MB; "
-            f"it must be at most {limits.max_mb} MB"
-        )
+    if info.size_bytes > limits.max_bytes:
+        problems.append(_too_large(info.kind, info.size_bytes))
     if forbid_alpha and info.has_alpha:
         problems.append(f"{noun} has transparency (an alpha channel); this provider needs it opaque")
     return problems
+
+
+def _too_large(kind: Kind, size: int) -> str:
+    limits = MEDIA_LIMITS[kind]
+    # Rounded up, so a file just over the limit never reads as exactly the limit.
+    return f"{limits.noun} is {math.ceil(size / MB * 10) / 10:.1f} MB; it must be at most {limits.max_mb} MB"
 
 
 def _seconds(value: float, bounds: tuple[int, int]) -> str:
@@ -136,7 +144,9 @@ class _RangedFile(io.RawIOBase):
     fetching more than `max_read` bytes in total is a ProbeError.
     """
 
-    def __init__(self, client: httpx.Client, url: str, max_read: int) -> None:
+    def __init__(self, client: httpx.Client, url: str, max_read: int, whole: int = 0) -> None:
+        """`whole`: a file up to this size is asked for in one request and read as its bytes arrive (an
+        image, which is read to its end); else the first chunk is, and what else is read by more requests."""
         super().__init__()
         self._client = client
         self._url = url
@@ -146,19 +156,30 @@ class _RangedFile(io.RawIOBase):
         self.fetched = 0
         self.size: int | None = None
         self._chunks: dict[int, bytes] = {}  # chunk index -> its bytes, when the server honours Range
-        self._stream: httpx.Response | None = None  # the open 200 body, when it does not
+        # The open body read as it arrives: when the server ignores Range (200), or for `whole` (206).
+        self._stream: httpx.Response | None = None
+        self._ignores_range = False
+        self._stream_end: int | None = None  # where a 206 stream's bytes end (exclusive)
         self._pieces: Iterator[bytes] = iter(())
         self._head = bytearray()  # the first bytes of that body, all of them so far
-        self._open()
+        self._open(min(max(whole, self._chunk), max_read))
 
     # -- fetching
 
-    def _open(self) -> None:
-        response = self._request(0, self._chunk - 1)
+    def _open(self, first: int) -> None:
+        response = self._request(0, first - 1)
         if response.status_code == 200:
-            self._stream = response
+            self._stream, self._ignores_range = response, True
             length = response.headers.get("content-length", "")
             self.size = int(length) if length.isdigit() else None
+            self._pieces = response.iter_bytes(self._chunk)
+        elif first > self._chunk and response.status_code == 206:
+            try:
+                _, end = self._content_range(response, 0, first - 1)
+            except ProbeError:
+                response.close()
+                raise
+            self._stream, self._stream_end = response, end + 1
             self._pieces = response.iter_bytes(self._chunk)
         else:
             self._store(response, 0, self._chunk - 1)
@@ -190,17 +211,7 @@ class _RangedFile(io.RawIOBase):
                 return
             if response.status_code != 206:
                 raise ProbeError("the server stopped honouring Range requests")
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-            if match is None:
-                raise ProbeError("the server answered a Range request without a valid Content-Range")
-            start, end = int(match[1]), int(match[2])
-            if match[3] != "*":
-                self.size = int(match[3])
-            elif end < last:
-                self.size = end + 1  # a short answer of unknown total ends at the end of the file
-            expected_end = min(last, self.size - 1) if self.size is not None else last
-            if start != first or end != expected_end:
-                raise ProbeError("the server answered a different byte range than the one asked for")
+            start, end = self._content_range(response, first, last)
             body = self._read_body(response, end - start + 1)
         finally:
             response.close()
@@ -208,6 +219,21 @@ class _RangedFile(io.RawIOBase):
             raise ProbeError("the server sent fewer bytes than its Content-Range announced")
         for offset in range(0, len(body), self._chunk):
             self._chunks[(first + offset) // self._chunk] = body[offset : offset + self._chunk]
+
+    def _content_range(self, response: httpx.Response, first: int, last: int) -> tuple[int, int]:
+        """The first and last byte of a 206 answer to bytes=first-last, checked; learns the file's size."""
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+        if match is None:
+            raise ProbeError("the server answered a Range request without a valid Content-Range")
+        start, end = int(match[1]), int(match[2])
+        if match[3] != "*":
+            self.size = int(match[3])
+        elif end < last:
+            self.size = end + 1  # a short answer of unknown total ends at the end of the file
+        expected_end = min(last, self.size - 1) if self.size is not None else last
+        if start != first or end != expected_end:
+            raise ProbeError("the server answered a different byte range than the one asked for")
+        return start, end
 
     def _read_body(self, response: httpx.Response, length: int) -> bytes:
         body = bytearray()
@@ -223,11 +249,15 @@ class _RangedFile(io.RawIOBase):
         if end - start > self.max_read:  # could never all be in hand, so fail before asking for any
             raise self._over_budget()
         if self._stream is not None:
+            if self._stream_end is not None and end > self._stream_end:
+                raise self._over_budget()  # past the one request a small file is read with
             while len(self._head) < end:
                 if end > self.max_read:
                     raise self._over_budget()
                 piece = next(self._pieces, None)
                 if piece is None:
+                    if self._stream_end is not None:
+                        raise ProbeError("the server sent fewer bytes than its Content-Range announced")
                     self.size = len(self._head)
                     return
                 self.fetched += len(piece)
@@ -249,7 +279,7 @@ class _RangedFile(io.RawIOBase):
             self._store(self._request(low, high), low, high)
 
     def _over_budget(self) -> ProbeError:
-        hint = "; the server ignores Range requests" if self._stream is not None else ""
+        hint = "; the server ignores Range requests" if self._ignores_range else ""
         return ProbeError(f"could not read the header within {self.max_read} bytes{hint}")
 
     # -- reading
@@ -257,7 +287,7 @@ class _RangedFile(io.RawIOBase):
     @property
     def streaming(self) -> bool:
         """Whether the server ignored Range, so only the start of the body can be read."""
-        return self._stream is not None
+        return self._ignores_range
 
     def read_at(self, position: int, count: int) -> bytes:
         """Up to `count` bytes from `position`; fewer only at the end of the file."""
@@ -330,7 +360,22 @@ def _read_image(file: _RangedFile) -> MediaInfo:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         # Pillow reads a whole WEBP file to open it; the header says all we need.
         width, height, has_alpha = _webp_header(head)
-        return MediaInfo("image", "webp", _size(file), width, height, has_alpha=has_alpha)
+        info = MediaInfo("image", "webp", _size(file), width, height, has_alpha=has_alpha)
+    else:
+        try:
+            info = _pillow_header(file)
+        except ProbeError:
+            if file.size is not None and file.size > MEDIA_LIMITS["image"].max_bytes:
+                # Its header lies past what is read of a file this large (segments before it): the size
+                # alone says why the image cannot be used.
+                raise ProbeError(_too_large("image", file.size)) from None
+            raise
+    if _read_whole(info):
+        _check_whole_image(info, file.read_at(0, info.size_bytes))
+    return info
+
+
+def _pillow_header(file: _RangedFile) -> MediaInfo:
     # Imported here: Pillow costs about 0.1 s of import, which only image probes should pay (cold starts).
     from PIL import Image, UnidentifiedImageError
 
@@ -352,6 +397,120 @@ def _read_image(file: _RangedFile) -> MediaInfo:
     return MediaInfo("image", image_format, _size(file), width, height, has_alpha=has_alpha)
 
 
+def _read_whole(info: MediaInfo) -> bool:
+    """An image within the limits is read to its end (it was fetched whole already); one outside them is
+    a 422 from its header, and is not decoded."""
+    return not limit_violations(info)
+
+
+def _check_whole_image(info: MediaInfo, data: bytes) -> None:
+    """The image's data holds what its header promises and decodes to its end: a truncated or padded-out
+    file is refused here rather than failing (and being billed) at the provider.
+
+    Decoding is bounded in memory: a JPEG is decoded at 1/8 scale (every byte of its entropy-coded data is
+    still read), a PNG's pixel data is inflated and counted, not kept, and a BMP's pixel array is measured.
+    """
+    if len(data) < info.size_bytes:
+        raise ProbeError(f"image data ends early: {len(data)} of {info.size_bytes} bytes arrived")
+    if info.format == "png":
+        _check_png(data)
+    elif info.format == "webp":
+        _check_webp(data, info)
+    elif info.format == "bmp":
+        _check_bmp(data)
+    else:
+        _decode(data, info, scale=8)
+
+
+def _decode(data: bytes, info: MediaInfo, scale: int = 1) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=[info.format.upper()]) as image:
+            if scale > 1:
+                image.draft(image.mode, (max(1, image.width // scale), max(1, image.height // scale)))
+            image.load()
+    except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
+        raise ProbeError(f"image data is damaged or cut short ({exc})") from exc
+
+
+# PNG: samples a pixel by colour type (ISO/IEC 15948, 11.2.2), and the Adam7 passes: (x0, y0, dx, dy).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_STEP = 1024 * 1024  # bytes of pixel data inflated at a time, then dropped
+
+
+def _check_png(data: bytes) -> None:
+    """IHDR against IDAT: the inflated pixel data must fill every row the header promises.
+
+    By hand, because Pillow's load() builds the whole image (up to 256 MB at 8000x8000 RGBA, half the API
+    function's memory); counting the inflated bytes needs none of it kept.
+    """
+    width, height, depth, colour, interlaced = struct.unpack(">IIBB2xB", data[16:29])
+    samples = _PNG_SAMPLES.get(colour)
+    if samples is None:
+        raise ProbeError(f"image data is damaged: PNG colour type {colour} is not one PNG has")
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + -(-(columns * samples * depth) // 8))  # a filter byte, then the row
+    inflater = zlib.decompressobj()
+    inflated = 0
+    try:
+        for chunk in _png_chunks(data, b"IDAT"):
+            pending = chunk
+            while pending and inflated < expected:
+                inflated += len(inflater.decompress(pending, _INFLATE_STEP))
+                pending = inflater.unconsumed_tail
+            if inflated >= expected:
+                break
+    except zlib.error as exc:
+        raise ProbeError(
+            f"image data is damaged: its PNG pixel data (IDAT) does not inflate ({exc})"
+        ) from exc
+    if inflated < expected:
+        raise ProbeError(
+            f"image data ends early: its PNG header (IHDR) says {width}x{height} px, {expected} bytes of"
+            f" pixel data; its IDAT chunks hold {inflated}"
+        )
+
+
+def _png_chunks(data: bytes, wanted: bytes) -> Iterator[bytes]:
+    """The payloads of the chunks of type `wanted`, in order; ancillary chunks are stepped over."""
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        payload = data[position + 8 : position + 8 + length]
+        if len(payload) < length:
+            raise ProbeError(f"image data ends early: its PNG chunk {kind.decode('latin-1')!r} is cut short")
+        if kind == wanted:
+            yield payload
+        elif kind == b"IEND":
+            return
+        position += 12 + length
+
+
+def _check_webp(data: bytes, info: MediaInfo) -> None:
+    """The RIFF size against the file, a still image's frame against its VP8X canvas, then a decode."""
+    riff = int.from_bytes(data[4:8], "little") + 8
+    if riff > len(data):
+        raise ProbeError(
+            f"image data ends early: its RIFF header says {riff} bytes, the file has {len(data)}"
+        )
+    if data[12:16] == b"VP8X" and not data[20] & 0x02:  # extended, and not animated
+        frame = _webp_frame(data)
+        if frame is None:
+            raise ProbeError("image data is damaged: its WEBP file has no image (VP8 or VP8L) chunk")
+        if frame != (info.width, info.height):
+            raise ProbeError(
+                f"image data is damaged: its WEBP canvas (VP8X) says {info.width}x{info.height} px, its image"
+                f" chunk {frame[0]}x{frame[1]} px"
+            )
+    _decode(data, info)
+
+
 def _webp_header(head: bytes) -> tuple[int, int, bool]:
     """(width, height, has alpha) from the first chunk of a WEBP file (RFC 9649)."""
     if len(head) < 30:
@@ -368,6 +527,41 @@ def _webp_header(head: bytes) -> tuple[int, int, bool]:
         height = int.from_bytes(head[27:30], "little") + 1
         return width, height, bool(head[20] & 0x10)
     raise ProbeError(_NOT_AN_IMAGE)
+
+
+def _webp_frame(data: bytes) -> tuple[int, int] | None:
+    """The size the first VP8 or VP8L chunk of an extended WEBP file says."""
+    position = 12
+    while position + 8 <= len(data):
+        kind, length = (
+            data[position : position + 4],
+            int.from_bytes(data[position + 4 : position + 8], "little"),
+        )
+        if kind in (b"VP8 ", b"VP8L"):
+            width, height, _ = _webp_header(data[:12] + data[position : position + 18])
+            return width, height
+        position += 8 + length + (length & 1)
+    return None
+
+
+def _check_bmp(data: bytes) -> None:
+    """An uncompressed BMP's pixel array must be all there; a compressed one is decoded."""
+    offset, header = struct.unpack("<I4xI", data[10:22])
+    if header == 12:  # OS/2 BITMAPCOREHEADER
+        width, height, bits = struct.unpack("<HH2xH", data[18:26])
+        compression = 0
+    else:
+        width, height, bits, compression = struct.unpack("<ii2xHI", data[18:34])
+    if compression not in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: rows as they are
+        _decode(data, MediaInfo("image", "bmp", len(data)))
+        return
+    stride = (abs(width) * bits + 31) // 32 * 4
+    needed = offset + stride * abs(height)
+    if needed > len(data):
+        raise ProbeError(
+            f"image data ends early: its BMP header says {abs(width)}x{abs(height)} px, {needed} bytes;"
+            f" the file has {len(data)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
