@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import io
 import struct
+import tempfile
+import wave
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image, PngImagePlugin
 
@@ -153,14 +157,18 @@ IMAGES = [
     Case("jpeg cut just after SOS", "image", jpeg_cut_after_sos, "image data is damaged or cut short"),
     Case("bmp cut in half", "image", half(bmp_photo), "image data ends early"),
     Case("webp cut in half", "image", half(webp_photo), "image data ends early"),
-    Case("png whose IHDR says 8000x8000 in 69 bytes", "image", png_claiming_8000_square, "IHDR) says 8000x8000"),
+    Case(
+        "png whose IHDR says 8000x8000 in 69 bytes", "image", png_claiming_8000_square, "IHDR) says 8000x8000"
+    ),
     Case(
         "webp whose VP8X canvas is not its frame",
         "image",
         webp_canvas_around_small_frame,
         "canvas (VP8X) says 1280x720 px, its image chunk 100x100 px",
     ),
-    Case("jpeg of 20,241,460 bytes", "image", jpeg_over_20_mb_under_20_mib, "20.3 MB; it must be at most 20 MB"),
+    Case(
+        "jpeg of 20,241,460 bytes", "image", jpeg_over_20_mb_under_20_mib, "20.3 MB; it must be at most 20 MB"
+    ),
     Case("png with a 5 MiB text chunk", "image", png_with_big_text, None),
     Case("jpeg with 4.6 MB of APP segments", "image", jpeg_with_app_segments, None),
     Case("interlaced png", "image", interlaced_png, None),
@@ -171,4 +179,158 @@ IMAGES = [
     Case("webp", "image", webp_photo, None),
 ]
 
-CORPUS = [*IMAGES]
+
+# -- clips
+
+
+def clip(
+    seconds: float = 4.0, size: tuple[int, int] = (320, 240), container: str = "mp4", movflags: str = ""
+) -> bytes:
+    """An H.264 clip at 10 fps, a keyframe a second (so a fragmented one has a fragment a second)."""
+    options = {"movflags": movflags} if movflags else {}
+    # A file, not a buffer: faststart moves the moov by reopening the output by name.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"clip.{container}"
+        _encode(path, seconds, size, container, options)
+        return path.read_bytes()
+
+
+def _encode(
+    path: Path, seconds: float, size: tuple[int, int], container: str, options: dict[str, str]
+) -> None:
+    with av.open(str(path), "w", format=container, options=options) as output:
+        stream = output.add_stream("libx264", rate=10, options={"preset": "ultrafast", "g": "10"})
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(round(seconds * 10)):
+            pixels = np.full((size[1], size[0], 3), index * 5 % 256, np.uint8)
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        output.mux(stream.encode())
+
+
+def patched(data: bytes, box: bytes, offset: int, value: bytes) -> bytes:
+    """`value` written `offset` bytes into the payload of the first `box` (a version 0 full box)."""
+    at = data.index(box) + 4 + offset
+    return data[:at] + value + data[at + len(value) :]
+
+
+def mvhd_says_5_s_of_12() -> bytes:
+    data = clip(12.0)
+    at = data.index(b"mvhd") + 4
+    timescale = struct.unpack(">I", data[at + 12 : at + 16])[0]
+    return patched(data, b"mvhd", 16, struct.pack(">I", 5 * timescale))
+
+
+def tkhd_says_640x360_of_200x200() -> bytes:
+    return patched(clip(4.0, (200, 200)), b"tkhd", 76, struct.pack(">II", 640 << 16, 360 << 16))
+
+
+def fragmented(seconds: float, extra: str = "") -> Callable[[], bytes]:
+    def make() -> bytes:
+        return clip(seconds, movflags="frag_keyframe+empty_moov" + extra)
+
+    make.__name__ = f"fragmented_{seconds:g}s{extra.replace('+', '_')}"
+    return make
+
+
+def faststart_clip() -> bytes:
+    return clip(4.0, movflags="faststart")
+
+
+def mov_clip() -> bytes:
+    return clip(3.0, (240, 426), container="mov")
+
+
+def clip_at_10_s() -> bytes:
+    return clip(10.0)
+
+
+CLIPS = [
+    Case("mp4 whose mvhd says 5 s of 12 s of frames", "video", mvhd_says_5_s_of_12, "clip is 12.0 s by its"),
+    Case(
+        "mp4 whose tkhd says 640x360 of 200x200 frames",
+        "video",
+        tkhd_says_640x360_of_200x200,
+        "200x200 px by its stsd",
+    ),
+    Case("fragmented mp4 (empty moov)", "video", fragmented(4.0), None),
+    Case(
+        "fragmented mp4 (empty moov, default-base-moof)", "video", fragmented(4.0, "+default_base_moof"), None
+    ),
+    Case("fragmented mp4 of 12 s", "video", fragmented(12.0), "clip is 12.0 s"),
+    Case("fragmented mp4 cut in half", "video", half(fragmented(8.0)), "cut short"),
+    Case("mp4 cut in half (moov first)", "video", half(faststart_clip), "cut short"),
+    Case("faststart mp4", "video", faststart_clip, None),
+    Case("mov", "video", mov_clip, None),
+    Case("mp4 of 10 s", "video", clip_at_10_s, None),
+]
+
+# -- audio
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        out.writeframes(bytes(i * 7 % 256 for i in range(int(seconds * rate))))
+    return buffer.getvalue()
+
+
+def wav_byte_rate_times_4() -> bytes:
+    """60 s of audio whose fmt chunk's byte rate is four times what it holds: 15 s by that field alone."""
+    data = wav(60.0)
+    at = data.index(b"fmt ") + 8 + 8
+    byte_rate = struct.unpack("<I", data[at : at + 4])[0]
+    return data[:at] + struct.pack("<I", byte_rate * 4) + data[at + 4 :]
+
+
+def mp3(seconds: float, bit_rate: int = 32_000) -> bytes:
+    """CBR MP3 (LAME, with its Info tag), mono 22.05 kHz."""
+    rate = 22050
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp3") as output:
+        stream = output.add_stream("libmp3lame", rate=rate, layout="mono")
+        stream.bit_rate = bit_rate
+        tone = np.sin(np.arange(int(seconds * rate), dtype=np.float32) / 10)[np.newaxis, :]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate = rate
+        output.mux([*stream.encode(frame), *stream.encode(None)])
+    return buffer.getvalue()
+
+
+def mp3_info_says_10_s_of_40() -> bytes:
+    data = mp3(40.0)
+    at = data.index(b"Info") + 8  # after the tag's flags: the frame count
+    frames = struct.unpack(">I", data[at : at + 4])[0]
+    return data[:at] + struct.pack(">I", frames // 4) + data[at + 4 :]
+
+
+def mp3_behind_a_big_id3_tag() -> bytes:
+    size = 3 * 1024 * 1024
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + b"\x00" * size + mp3(5.0)
+
+
+def wav_5_s() -> bytes:
+    return wav(5.0)
+
+
+def mp3_5_s() -> bytes:
+    return mp3(5.0)
+
+
+AUDIO = [
+    Case(
+        "wav whose byte rate is 4x", "audio", wav_byte_rate_times_4, "audio is 60.0 s by its fmt sample rate"
+    ),
+    Case(
+        "cbr mp3 whose Info tag says 10 s of 40", "audio", mp3_info_says_10_s_of_40, "audio is 40.0 s by its"
+    ),
+    Case("mp3 behind a 3 MiB ID3 tag", "audio", mp3_behind_a_big_id3_tag, None),
+    Case("wav", "audio", wav_5_s, None),
+    Case("mp3", "audio", mp3_5_s, None),
+]
+
+CORPUS = [*IMAGES, *CLIPS, *AUDIO]

@@ -11,13 +11,13 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aws_lambda_powertools import Logger
 
 from i2v.media import fetch_deadline, unreachable
-from i2v.models import MB, MEDIA_LIMITS, Kind
+from i2v.models import MB, MEDIA_LIMITS, Kind, MediaLimits
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -38,6 +38,10 @@ class MediaInfo:
     height: int | None = None
     duration: float | None = None  # seconds, for video and audio
     has_alpha: bool = False
+    # Where the file's own fields disagree, what each says: (field, width, height) and (field, seconds). Each
+    # is held to the limits; empty where they agree (width, height and duration are then the file's).
+    sizes: tuple[tuple[str, int, int], ...] = ()
+    durations: tuple[tuple[str, float], ...] = ()
 
 
 class ProbeError(Exception):
@@ -89,32 +93,61 @@ def limit_violations(info: MediaInfo, *, forbid_alpha: bool = False) -> list[str
         allowed = f"{', '.join(names[:-1])} or {names[-1]}"
         problems.append(f"{noun} is {info.format.upper() or 'of unknown format'}; it must be {allowed}")
     if limits.sides is not None:
-        low, high = limits.sides
-        if info.width is None or info.height is None:
-            problems.append(f"{noun} size is unknown; each side must be {low}-{high} px")
-        else:
-            size = f"{info.width}x{info.height} px"
-            if not (low <= info.width <= high and low <= info.height <= high):
-                problems.append(f"{noun} is {size}; each side must be {low}-{high} px")
-            short, long = sorted((info.width, info.height))
-            if long > short * limits.max_aspect:
-                factor = f"{long / short:.1f}" if short > 0 else "∞"
-                ratio = f"{factor}:1" if info.width >= info.height else f"1:{factor}"
-                problems.append(
-                    f"{noun} is {size} ({ratio}); its aspect ratio must be between "
-                    f"1:{limits.max_aspect} and {limits.max_aspect}:1"
-                )
+        problems += _side_violations(info, limits)
     if limits.seconds is not None:
-        low, high = limits.seconds
-        if info.duration is None:
-            problems.append(f"{noun} duration is unknown; it must be {low}-{high} s")
-        elif not low <= info.duration <= high:
-            problems.append(f"{noun} is {_seconds(info.duration, (low, high))} s; it must be {low}-{high} s")
+        problems += _length_violations(info, limits.noun, limits.seconds)
     if info.size_bytes > limits.max_bytes:
         problems.append(_too_large(info.kind, info.size_bytes))
     if forbid_alpha and info.has_alpha:
         problems.append(f"{noun} has transparency (an alpha channel); this provider needs it opaque")
     return problems
+
+
+def _side_violations(info: MediaInfo, limits: MediaLimits) -> list[str]:
+    noun = limits.noun
+    low, high = limits.sides or (0, 0)
+    if info.width is None or info.height is None:
+        return [f"{noun} size is unknown; each side must be {low}-{high} px"]
+    problems = []
+    for field, width, height in info.sizes or (("", info.width, info.height),):
+        size = f"{width}x{height} px" + (f" by its {field}" + _others(info.sizes, field) if field else "")
+        if not (low <= width <= high and low <= height <= high):
+            problems.append(f"{noun} is {size}; each side must be {low}-{high} px")
+        short, long = sorted((width, height))
+        if long > short * limits.max_aspect:
+            factor = f"{long / short:.1f}" if short > 0 else "∞"
+            ratio = f"{factor}:1" if width >= height else f"1:{factor}"
+            problems.append(
+                f"{noun} is {size} ({ratio}); its aspect ratio must be between "
+                f"1:{limits.max_aspect} and {limits.max_aspect}:1"
+            )
+    return problems
+
+
+def _length_violations(info: MediaInfo, noun: str, bounds: tuple[int, int]) -> list[str]:
+    low, high = bounds
+    if info.duration is None:
+        return [f"{noun} duration is unknown; it must be {low}-{high} s"]
+    said = info.durations or (("", info.duration),)
+    # The stricter answer wins: the longest against the upper bound, the shortest against the lower.
+    for field, seconds in (max(said, key=lambda f: f[1]), min(said, key=lambda f: f[1])):
+        if not low <= seconds <= high:
+            by = f" by its {field}" + _others(info.durations, field) if field else ""
+            return [f"{noun} is {_seconds(seconds, bounds)} s{by}; it must be {low}-{high} s"]
+    return []
+
+
+def _others(said: tuple[tuple[Any, ...], ...], field: str) -> str:
+    """What the file's other fields say, e.g. ' (mvhd says 5.0 s, tkhd 12.0 s)'."""
+    rest = [
+        (name, f"{values[0]:.1f} s" if len(values) == 1 else f"{values[0]}x{values[1]} px")
+        for name, *values in said
+        if name != field
+    ]
+    if not rest:
+        return ""
+    texts = [f"{name} says {value}" if n == 0 else f"{name} {value}" for n, (name, value) in enumerate(rest)]
+    return f" ({', '.join(texts)})"
 
 
 def _too_large(kind: Kind, size: int) -> str:
@@ -572,8 +605,11 @@ _TOP_LEVEL_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot
 _NOT_A_CLIP = "not an MP4/MOV file"
 
 
-def _boxes(file: _RangedFile, start: int, end: int | None) -> Iterator[tuple[bytes, int, int | None]]:
-    """(type, payload offset, end offset) of each box from start to end, reading only box headers."""
+def _boxes(
+    file: _RangedFile, start: int, end: int | None, *, top: bool = False
+) -> Iterator[tuple[bytes, int, int | None]]:
+    """(type, payload offset, end offset) of each box from start to end, reading only box headers; `top`:
+    the file's own boxes, where one running past the end means the file is cut short."""
     position = start
     while end is None or position + 8 <= end:
         header = file.read_at(position, 16)
@@ -590,7 +626,10 @@ def _boxes(file: _RangedFile, start: int, end: int | None) -> Iterator[tuple[byt
         if size == 0:  # the box runs to the end of its container
             box_end = end if end is not None else file.size
         elif size < payload - position or (end is not None and position + size > end):
-            raise ProbeError(f"{_NOT_A_CLIP}: box '{box_type.decode('latin-1')}' has an impossible size")
+            name = box_type.decode("latin-1")
+            if top and end is not None and end == file.size and size >= payload - position:
+                raise ProbeError(f"the MP4/MOV file is cut short: its box '{name}' runs past its end")
+            raise ProbeError(f"{_NOT_A_CLIP}: box '{name}' has an impossible size")
         else:
             box_end = position + size
         yield box_type, payload, box_end
@@ -605,33 +644,132 @@ def _read_clip(file: _RangedFile) -> MediaInfo:
         raise ProbeError(_NOT_A_CLIP)
     # Classic QuickTime files may have no ftyp at all.
     clip_format = "mov" if first[4:8] != b"ftyp" or first[8:12] == b"qt  " else "mp4"
-    for box_type, payload, end in _boxes(file, 0, file.size):
-        if box_type == b"moov":  # the media data before it, if any, was stepped over unread
-            width, height, duration = _read_moov(file, payload, end)
-            return MediaInfo("video", clip_format, _size(file), width, height, duration)
-    raise ProbeError(f"{_NOT_A_CLIP}: it has no moov box (is the file complete?)")
+    movie: _Movie | None = None
+    fragments = 0  # in the video track's timescale, summed over moof boxes after the moov
+    # Every top-level box's header is read (one that runs past the end says the file is cut short); the
+    # media data is stepped over unread.
+    for box_type, payload, end in _boxes(file, 0, file.size, top=True):
+        if box_type == b"moov":
+            movie = _read_moov(file, payload, end)
+        elif box_type == b"moof" and movie is not None and movie.video is not None:
+            fragments += _fragment_length(file, payload, end, movie)
+    if movie is None:
+        raise ProbeError(f"{_NOT_A_CLIP}: it has no moov box (is the file complete?)")
+    return movie.info(clip_format, _size(file), fragments)
 
 
-def _read_moov(file: _RangedFile, start: int, end: int | None) -> tuple[int, int, float]:
-    timescale = length = fragmented = 0
-    size: tuple[int, int] | None = None
+@dataclass
+class _Track:
+    track_id: int = 0
+    handler: bytes = b""
+    length: int = 0  # tkhd duration, in the movie's timescale
+    display: tuple[int, int] | None = None  # tkhd width and height
+    coded: tuple[int, int] | None = None  # the visual sample entry's (stsd)
+    timescale: int = 0  # mdhd's
+    media_length: int = 0  # mdhd duration
+    samples_length: int = 0  # the sum of stts' sample durations
+    default_sample_length: int = 0  # trex's, for fragments that do not say
+
+    @property
+    def is_video(self) -> bool:
+        return self.handler == b"vide" or (not self.handler and self.display is not None)
+
+
+@dataclass
+class _Movie:
+    timescale: int = 0
+    length: int = 0  # mvhd duration
+    fragments_length: int = 0  # mehd's
+    fragmented: bool = False
+    video: _Track | None = None
+
+    def info(self, clip_format: str, size: int, fragments: int) -> MediaInfo:
+        """What the clip is, from every field that says how long and how large it is: where they disagree,
+        each is held to the limits (the stricter answer wins) and the message says which said what."""
+        video = self.video
+        if video is None:
+            raise ProbeError("the MP4/MOV file has no video track")
+        said: list[tuple[str, float]] = []
+        for name, length, scale in (
+            ("mvhd", self.length, self.timescale),
+            ("mehd", self.fragments_length, self.timescale),
+            ("tkhd", video.length, self.timescale),
+            ("mdhd", video.media_length, video.timescale),
+            ("stts", video.samples_length, video.timescale),
+            ("trun", fragments, video.timescale),
+        ):
+            if length and scale:
+                said.append((name, length / scale))
+        if not said:
+            raise ProbeError("the MP4/MOV file does not say how long it is")
+        sizes = [(name, *size) for name, size in (("stsd", video.coded), ("tkhd", video.display)) if size]
+        if not sizes:
+            raise ProbeError("the MP4/MOV file's video track does not say its size")
+        _, width, height = sizes[0]
+        duration, durations = _agreed(said)
+        return MediaInfo(
+            "video",
+            clip_format,
+            size,
+            width,
+            height,
+            duration,
+            sizes=() if len({(w, h) for _, w, h in sizes}) == 1 else tuple(sizes),
+            durations=durations,
+        )
+
+
+_SAME_SECONDS = 0.05  # durations closer than this agree (rounding, an encoder's last frame)
+
+
+def _read_moov(file: _RangedFile, start: int, end: int | None) -> _Movie:
+    movie = _Movie()
+    defaults: dict[int, int] = {}  # trex: track id -> default sample duration
     for box_type, payload, box_end in _boxes(file, start, end):
         if box_type == b"mvhd":
-            timescale, length = _movie_header(file.read_at(payload, 32))
-        elif box_type == b"trak" and size is None:
-            for child, child_payload, _ in _boxes(file, payload, box_end):
-                if child == b"tkhd":
-                    size = _track_size(file.read_at(child_payload, 96))
-        elif box_type == b"mvex":  # a fragmented MP4 may leave mvhd's duration empty and put it in mehd
+            movie.timescale, movie.length = _movie_header(file.read_at(payload, 32))
+        elif box_type == b"trak" and movie.video is None:
+            track = _read_trak(file, payload, box_end)
+            if track.is_video:
+                movie.video = track
+        elif box_type == b"mvex":
+            movie.fragmented = True
             for child, child_payload, _ in _boxes(file, payload, box_end):
                 if child == b"mehd":
-                    fragmented = _fragments_length(file.read_at(child_payload, 12))
-    if size is None:
-        raise ProbeError("the MP4/MOV file has no video track")
-    length = length or fragmented
-    if not timescale or not length:
-        raise ProbeError("the MP4/MOV file does not say how long it is")
-    return size[0], size[1], length / timescale
+                    movie.fragments_length = _fragments_length(file.read_at(child_payload, 12))
+                elif child == b"trex":
+                    body = file.read_at(child_payload, 16)
+                    if len(body) == 16:
+                        defaults[_u32(body, 4)] = _u32(body, 12)
+    if movie.video is not None:
+        movie.video.default_sample_length = defaults.get(movie.video.track_id, 0)
+    return movie
+
+
+def _read_trak(file: _RangedFile, start: int, end: int | None) -> _Track:
+    track = _Track()
+    for box_type, payload, box_end in _boxes(file, start, end):
+        if box_type == b"tkhd":
+            body = file.read_at(payload, 96)
+            track.display = _track_size(body)
+            track.track_id, track.length = _track_id_and_length(body)
+        elif box_type == b"mdia":
+            _read_mdia(file, payload, box_end, track)
+    return track
+
+
+def _read_mdia(file: _RangedFile, start: int, end: int | None, track: _Track) -> None:
+    for box_type, payload, box_end in _boxes(file, start, end):
+        if box_type == b"mdhd":
+            track.timescale, track.media_length = _media_header(file.read_at(payload, 32))
+        elif box_type == b"hdlr" and not track.handler:  # mdia's; a QuickTime minf has a data handler's too
+            track.handler = file.read_at(payload + 8, 4)
+        elif box_type in (b"minf", b"stbl"):
+            _read_mdia(file, payload, box_end, track)  # stbl sits in minf; its boxes are read alike
+        elif box_type == b"stsd" and track.coded is None:
+            track.coded = _sample_entry_size(file.read_at(payload, 8 + 8 + 28))
+        elif box_type == b"stts":
+            track.samples_length = _samples_length(file, payload, box_end)
 
 
 def _movie_header(body: bytes) -> tuple[int, int]:
@@ -665,6 +803,86 @@ def _track_size(body: bytes) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
+def _u32(body: bytes, offset: int) -> int:
+    return int.from_bytes(body[offset : offset + 4], "big")
+
+
+def _track_id_and_length(body: bytes) -> tuple[int, int]:
+    """A tkhd's track id and duration (in the movie's timescale; all ones, unknown, is 0)."""
+    if body[:1] == b"\x01" and len(body) >= 36:
+        track_id, length = _u32(body, 20), int.from_bytes(body[28:36], "big")
+        return track_id, 0 if length == 0xFFFFFFFFFFFFFFFF else length
+    if len(body) >= 24:
+        track_id, length = _u32(body, 12), _u32(body, 20)
+        return track_id, 0 if length == 0xFFFFFFFF else length
+    raise ProbeError(f"{_NOT_A_CLIP}: the tkhd box is cut short")
+
+
+def _media_header(body: bytes) -> tuple[int, int]:
+    """An mdhd's timescale and duration; its layout is mvhd's."""
+    return _movie_header(body)
+
+
+def _sample_entry_size(body: bytes) -> tuple[int, int] | None:
+    """The width and height of an stsd's first sample entry, where it is a visual one (ISO 14496-12,
+    12.1.3: after the entry's box header, 6 reserved bytes, a data reference index and 16 bytes of
+    reserved and pre-defined fields)."""
+    if len(body) < 8 + 8 + 28:
+        return None
+    width, height = struct.unpack(">HH", body[8 + 8 + 24 : 8 + 8 + 28])
+    return (width, height) if width and height else None
+
+
+_STTS_ENTRIES_READ = 64 * 1024  # entries an stts is summed over at most (8 bytes each): ~hours of video
+
+
+def _samples_length(file: _RangedFile, start: int, end: int | None) -> int:
+    """The sum of an stts box's sample durations (count x delta per entry)."""
+    head = file.read_at(start, 8)
+    if len(head) < 8:
+        return 0
+    count = min(_u32(head, 4), _STTS_ENTRIES_READ)
+    if end is not None:
+        count = min(count, (end - start - 8) // 8)
+    table = file.read_at(start + 8, count * 8)
+    return sum(n * delta for n, delta in struct.iter_unpack(">II", table[: len(table) // 8 * 8]))
+
+
+def _fragment_length(file: _RangedFile, start: int, end: int | None, movie: _Movie) -> int:
+    """How long a moof's run of the video track's samples plays, in that track's timescale."""
+    video = movie.video
+    assert video is not None
+    total = 0
+    for box_type, payload, box_end in _boxes(file, start, end):
+        if box_type != b"traf":
+            continue
+        default, track_id = video.default_sample_length, None
+        for child, child_payload, child_end in _boxes(file, payload, box_end):
+            if child == b"tfhd":
+                body = file.read_at(child_payload, 32)
+                flags, track_id = int.from_bytes(body[1:4], "big"), _u32(body, 4)
+                offset = 8 + 8 * bool(flags & 0x01) + 4 * bool(flags & 0x02)  # base data offset, description
+                if flags & 0x08:
+                    default = _u32(body, offset)
+            elif child == b"trun" and track_id == video.track_id:
+                total += _run_length(file, child_payload, child_end, default)
+    return total
+
+
+def _run_length(file: _RangedFile, start: int, end: int | None, default: int) -> int:
+    """A trun's samples' durations: each its own where the run carries them, else the default."""
+    head = file.read_at(start, 8)
+    flags, count = int.from_bytes(head[1:4], "big"), _u32(head, 4)
+    if not flags & 0x100:
+        return count * default
+    first = start + 8 + 4 * bool(flags & 0x01) + 4 * bool(flags & 0x04)  # data offset, first sample flags
+    fields = bin(flags & 0xF00).count("1")  # duration, size, flags, composition offset: 4 bytes each
+    if end is not None:
+        count = min(count, (end - first) // (4 * fields))
+    table = file.read_at(first, count * 4 * fields)
+    return sum(_u32(table, i * 4 * fields) for i in range(len(table) // (4 * fields)))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Audio (WAV and MP3)
 
@@ -675,15 +893,26 @@ _NOT_AUDIO = "not a WAV or MP3 file"
 def _read_audio(file: _RangedFile) -> MediaInfo:
     head = file.read_at(0, 12)
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        audio_format, duration = "wav", _wav_duration(file)
+        audio_format, said = "wav", _wav_durations(file)
     else:
-        audio_format, duration = "mp3", _mp3_duration(file)
-    return MediaInfo("audio", audio_format, _size(file), duration=duration)
+        audio_format, said = "mp3", _mp3_durations(file)
+    duration, durations = _agreed(said)
+    return MediaInfo("audio", audio_format, _size(file), duration=duration, durations=durations)
 
 
-def _wav_duration(file: _RangedFile) -> float:
-    """Data chunk size over the fmt chunk's byte rate; chunks in between are stepped over unread."""
+def _agreed(said: list[tuple[str, float]]) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """The duration, and what each field said where they disagree (then the longest is the duration)."""
+    durations = [value for _, value in said]
+    if max(durations) - min(durations) <= _SAME_SECONDS:
+        return said[0][1], ()
+    return max(durations), tuple(said)
+
+
+def _wav_durations(file: _RangedFile) -> list[tuple[str, float]]:
+    """Data chunk size over the fmt chunk's byte rate, and over its sample rate x block align (what a
+    decoder plays by); chunks in between are stepped over unread."""
     byte_rate: int | None = None
+    frame_rate = 0
     data_size: int | None = None
     position = 12
     while byte_rate is None or data_size is None:
@@ -695,7 +924,8 @@ def _wav_duration(file: _RangedFile) -> float:
             fmt = file.read_at(position + 8, 16)
             if len(fmt) < 16:
                 raise ProbeError(f"{_NOT_AUDIO}: the WAV fmt chunk is cut short")
-            byte_rate = struct.unpack("<I", fmt[8:12])[0]
+            sample_rate, byte_rate, block_align = struct.unpack("<IIH", fmt[4:14])
+            frame_rate = sample_rate * block_align
         elif chunk == b"data":
             data_size = size
             # A streamed WAV leaves the size 0 or all ones; the data then runs to the end.
@@ -704,7 +934,10 @@ def _wav_duration(file: _RangedFile) -> float:
         position += 8 + size + (size & 1)  # chunks are padded to an even length
     if not byte_rate or data_size is None:
         raise ProbeError(f"{_NOT_AUDIO}: the WAV file has no fmt or data chunk")
-    return data_size / byte_rate
+    said = [("fmt byte rate", data_size / byte_rate)]
+    if frame_rate:
+        said.append(("fmt sample rate x block align", data_size / frame_rate))
+    return said
 
 
 @dataclass(frozen=True)
@@ -787,29 +1020,52 @@ def _first_mp3_frame(file: _RangedFile) -> tuple[int, _Mp3Frame]:
     raise ProbeError(_NOT_AUDIO)
 
 
-def _mp3_duration(file: _RangedFile) -> float:
+def _mp3_durations(file: _RangedFile) -> list[tuple[str, float]]:
+    """From the Xing/Info or VBRI header's frame count where there is one; a CBR file's (LAME's Info tag,
+    or no header at all) also from its size over its bitrate."""
     position, frame = _first_mp3_frame(file)
+    header = _mp3_header(file, position, frame)
+    if header is not None and header.name != "Info frame count":
+        return [(header.name, header.seconds)]
+    if header is not None:  # LAME gives the tag's frame whatever bitrate holds it: the audio's is next
+        position += frame.length
+        frame = _mp3_frame(file.read_at(position, 4)) or frame
+    # Constant bitrate: the rest of the file is audio (a trailing ID3v1 tag is 128 bytes, a few ms),
+    # encoder priming and padding included, as in the Info tag's frame count; both lose them alike.
+    by_size = (_size(file) - position) * 8 / frame.bitrate
+    if header is None:
+        return [("size / bitrate", by_size)]
+    return [(header.name, header.seconds), ("size / bitrate", by_size - header.trimmed)]
+
+
+@dataclass(frozen=True)
+class _Mp3Header:
+    name: str  # which header, as messages name it
+    seconds: float
+    trimmed: float = 0.0  # seconds of encoder priming and padding its frame count includes
+
+
+def _mp3_header(file: _RangedFile, position: int, frame: _Mp3Frame) -> _Mp3Header | None:
     data = file.read_at(position, max(frame.length, 4 + 32 + 120 + 24))
     tag = 4 + frame.side_info
-    if data[tag : tag + 4] in (b"Xing", b"Info"):  # VBR (or LAME's CBR) summary: the frame count
+    name = data[tag : tag + 4]
+    if name in (b"Xing", b"Info"):  # VBR (or LAME's CBR) summary: the frame count
         flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
         if flags & 1:
             frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
-            samples = frames * frame.samples
+            samples = trimmed = frames * frame.samples
             # Then, each present if flagged: frames (4), bytes (4), seek table (100), quality (4).
             lame = tag + 8 + 4 + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
             if data[lame : lame + 4] in (b"LAME", b"Lavf", b"Lavc", b"L3.9"):
                 # The encoder's priming and padding samples are not part of the audio.
                 packed = int.from_bytes(data[lame + 21 : lame + 24], "big")
-                trimmed = samples - (packed >> 12) - (packed & 0xFFF)
-                samples = trimmed if trimmed > 0 else samples
-            return samples / frame.sample_rate
+                trimmed = max(0, samples - (packed >> 12) - (packed & 0xFFF)) or samples
+            rate = frame.sample_rate
+            return _Mp3Header(f"{name.decode()} frame count", trimmed / rate, (samples - trimmed) / rate)
     if data[36:40] == b"VBRI":  # Fraunhofer's VBR header, always 32 bytes after the frame header
         frames = int.from_bytes(data[50:54], "big")
-        return frames * frame.samples / frame.sample_rate
-    size = _size(file)
-    # Constant bitrate: the rest of the file is audio (a trailing ID3v1 tag is 128 bytes, a few ms).
-    return (size - position) * 8 / frame.bitrate
+        return _Mp3Header("VBRI frame count", frames * frame.samples / frame.sample_rate)
+    return None
 
 
 def _size(file: _RangedFile) -> int:
