@@ -9,6 +9,7 @@ measured in the same run on the same machine. Each benchmark is a module `pN_*.p
 - p6 render: seconds of encoding per second of 720p video (the local provider)
 - p7 cost: AWS calls per finished task, priced per 1,000 videos, next to the provider's spend
 - p8 burst: a catalogue dropped at once, two capped hosts, a second tenant: caps, 429s, makespan, waits
+- p9 probe: the torture corpus's requests, bytes and time per file, now and before; maintained parsers on it
 """
 
 from __future__ import annotations

@@ -107,7 +107,9 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
         path = folder / request.path.lstrip("/")
         if not path.is_file() or folder not in path.resolve().parents:
             return Response("not found", status=404)
-        return Response(path.read_bytes(), mimetype="application/octet-stream")
+        # Range honoured, as file servers, CDNs and S3 do (a 206 with Content-Range).
+        response = Response(path.read_bytes(), mimetype="application/octet-stream")
+        return response.make_conditional(request, accept_ranges=True)
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

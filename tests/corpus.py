@@ -321,6 +321,16 @@ def mp3_5_s() -> bytes:
     return mp3(5.0)
 
 
+def mp3_cut_to_an_eighth() -> bytes:
+    data = mp3(20.0)
+    return data[: len(data) // 8]
+
+
+def wav_cut_in_half() -> bytes:
+    data = wav(10.0)
+    return data[: len(data) // 2]
+
+
 AUDIO = [
     Case(
         "wav whose byte rate is 4x", "audio", wav_byte_rate_times_4, "audio is 60.0 s by its fmt sample rate"
@@ -328,6 +338,13 @@ AUDIO = [
     Case(
         "cbr mp3 whose Info tag says 10 s of 40", "audio", mp3_info_says_10_s_of_40, "audio is 40.0 s by its"
     ),
+    Case(
+        "mp3 cut to an eighth",
+        "audio",
+        mp3_cut_to_an_eighth,
+        "audio is cut short: its Info tag counts 20.0 s",
+    ),
+    Case("wav cut in half", "audio", wav_cut_in_half, "audio is cut short: its data chunk says 80000 bytes"),
     Case("mp3 behind a 3 MiB ID3 tag", "audio", mp3_behind_a_big_id3_tag, None),
     Case("wav", "audio", wav_5_s, None),
     Case("mp3", "audio", mp3_5_s, None),

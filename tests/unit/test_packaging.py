@@ -84,7 +84,7 @@ def test_the_layer_ships_no_xray_sdk_and_so_no_second_botocore() -> None:
     assert [path for path in handlers if "Tracer" in path.read_text()] == []
 
 
-def test_make_bench_finds_every_benchmark_p1_to_p8() -> None:
+def test_make_bench_finds_every_benchmark_p1_to_p9() -> None:
     from benchmarks.__main__ import available
 
-    assert list(available()) == [f"p{n}" for n in range(1, 9)]
+    assert list(available()) == [f"p{n}" for n in range(1, 10)]

@@ -46,8 +46,8 @@ class MediaServer:
             first, last = int(match[1]), min(int(match[2]), len(self.data) - 1)
             if first >= len(self.data):
                 return httpx.Response(416, headers={"Content-Range": f"bytes */{len(self.data)}"})
-            content_range = f"bytes {first}-{last}/{len(self.data)}"
-            return httpx.Response(206, headers={"Content-Range": content_range}, content=self._body(first, last))
+            headers = {"Content-Range": f"bytes {first}-{last}/{len(self.data)}"}
+            return httpx.Response(206, headers=headers, content=self._body(first, last))
         headers = {"Content-Length": str(len(self.data))} if self.announce_size else {}
         return httpx.Response(200, headers=headers, content=self._body(0, len(self.data) - 1))
 
@@ -234,12 +234,12 @@ def test_image_within_the_size_limit_is_read_whole_in_one_request() -> None:
     assert server.sent == len(data)
 
 
-def test_image_over_the_size_limit_is_refused_from_its_header_alone() -> None:
+def test_image_over_the_size_limit_is_refused_from_its_first_answer_alone() -> None:
     data = noise_png(2700, 2700)
     server = MediaServer(data)
-    info = server.probe("image")
+    with pytest.raises(ProbeError, match=r"^image is 21\.9 MB; it must be at most 20 MB$"):
+        server.probe("image")
     assert len(data) > 20 * MB
-    assert limit_violations(info) == ["image is 21.9 MB; it must be at most 20 MB"]
     assert server.ranges == [f"bytes=0-{20 * MB - 1}"]
     assert server.sent <= 2 * CHUNK
 
@@ -254,7 +254,8 @@ def test_server_ignoring_range_has_an_image_within_the_limit_read_whole() -> Non
 
 def test_server_ignoring_range_has_only_the_start_of_an_oversize_image_read() -> None:
     server = MediaServer(noise_png(2700, 2700), honour_range=False)
-    server.probe("image")
+    with pytest.raises(ProbeError, match="at most 20 MB"):
+        server.probe("image")
     assert server.sent <= 2 * CHUNK
 
 
@@ -552,3 +553,20 @@ def test_alpha_breaks_a_limit_only_where_forbidden() -> None:
 
 def test_every_broken_limit_is_reported() -> None:
     assert len(limit_violations(image(100, 5000, size_bytes=30 * MB, format="tiff"))) == 4
+
+
+def test_a_fragmented_clip_too_finely_cut_to_time_within_the_budget_says_so() -> None:
+    # A fragment per frame, each larger than a read-ahead: every moof costs a request of its own.
+    options = {"movflags": "frag_keyframe+empty_moov"}
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4", options=options) as output:
+        stream = output.add_stream("libx264", rate=10, options={"preset": "ultrafast", "qp": "0", "g": "1"})
+        stream.width, stream.height = 320, 240
+        rng = np.random.default_rng(5)
+        for _ in range(30):
+            pixels = rng.integers(0, 256, (240, 320, 3), np.uint8)
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        output.mux(stream.encode())
+    server = MediaServer(buffer.getvalue())
+    with pytest.raises(ProbeError, match=r"fragments this short cannot be timed .* a fragment per keyframe"):
+        server.probe("video", max_read=1024 * 1024)
