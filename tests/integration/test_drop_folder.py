@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from i2v import layout
-from i2v.models import Status, Task
+from i2v import create, layout
+from i2v.models import RequestProblem, Status, Task, VideoRequest
 from i2v.runtime import Runtime
 from i2v.uploads import from_upload
 from i2v_local.aws import LocalResources
@@ -293,3 +293,33 @@ def test_idempotency_keys_a_client_sends_cannot_spend_the_keys_the_drop_folder_m
     refused = dropped["uploads/demo/party.gif"]
     assert refused.error
     assert "is not an image the model accepts" in refused.error.message
+
+
+def test_an_image_our_storage_does_not_serve_in_time_is_sent_again_not_failed(
+    rt: Runtime, aws: LocalResources
+) -> None:
+    # As under a burst: S3 throttles, or the probe's share of the call runs out before the image arrives.
+    bucket, key = aws.refs["Bucket"], "uploads/demo/slow day.png"
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=image(key))
+    rt.settings.probe_deadline_seconds = 1e-6
+    with pytest.raises(RequestProblem) as caught:  # the record fails: SQS delivers it again later
+        from_upload(rt, bucket, key, "v1")
+    assert caught.value.status == 503
+    assert tasks_of(rt, "demo") == []
+    rt.settings.probe_deadline_seconds = 5.0
+    task = from_upload(rt, bucket, key, "v1")
+    assert task is not None
+    assert task.status is Status.SUBMITTED
+    assert [t.id for t in tasks_of(rt, "demo")] == [task.id]
+
+
+def test_an_api_input_our_storage_does_not_serve_in_time_is_a_503_and_stores_nothing(
+    rt: Runtime, aws: LocalResources, tenant: str
+) -> None:
+    rt.settings.probe_deadline_seconds = 1e-6
+    request = VideoRequest(image_url=f"s3://{aws.refs['Bucket']}/inputs/demo/sample.png")
+    with pytest.raises(RequestProblem) as caught:
+        create.create(rt, tenant, request)
+    assert caught.value.status == 503
+    assert "send it again" in caught.value.detail
+    assert tasks_of(rt, tenant) == []

@@ -117,6 +117,7 @@ PROBLEMS = {
     413: "Request body too large",
     415: "The body is not application/json",
     422: "Request validation failed: `errors` names each field and its limit",
+    503: "An input in the gateway's own storage could not be read in time: send the request again",
 }
 
 
@@ -272,7 +273,7 @@ def create_app(rt: Runtime) -> APIGatewayRestResolver:
     app._request_validation_middleware = KeyedJsonRequests(authenticate)
 
     @app.post(
-        "/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 402, 413, 415)
+        "/v1/videos", summary="Animate an image", responses=answers(202, "Task accepted", 402, 413, 415, 503)
     )
     def create_video(
         request: VideoRequest,

@@ -23,7 +23,7 @@ from i2v.models import MEDIA_FIELDS, FieldError, Mode, RequestProblem, Status, T
 from i2v.polls import follow
 from i2v.presign import presign_get
 from i2v.pricing import price_per_second
-from i2v.probe import MediaInfo, ProbeError, limit_violations, probe
+from i2v.probe import MediaInfo, ProbeError, Unfetchable, limit_violations, probe
 from i2v.providers import registry
 from i2v.runtime import Runtime
 from i2v.store import BudgetExceeded, Idempotency, new_task_id
@@ -127,6 +127,14 @@ def probe_media(rt: Runtime, req: VideoRequest) -> dict[str, MediaInfo]:
             continue
         try:
             info = probe(rt.fetcher, _fetchable(rt, url), kind, deadline=ends - time.monotonic())
+        except Unfetchable as exc:
+            if url.startswith("s3://"):
+                # The gateway's own bucket did not answer in time (throttled, or this call ran short): the
+                # request is fine and may be sent again; the drop folder's message is retried by SQS.
+                detail = f"{name}: the gateway could not read it from its storage in time; send it again"
+                raise RequestProblem(503, "Storage did not answer in time", detail=detail) from exc
+            errors.append(FieldError(field=name, message=f"cannot be used: {exc}"))
+            continue
         except (UnsafeUrl, ProbeError) as exc:
             errors.append(FieldError(field=name, message=f"cannot be used: {exc}"))
             continue

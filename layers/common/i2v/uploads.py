@@ -75,6 +75,8 @@ def from_upload(rt: Runtime, bucket: str, key: str, version: str) -> Task | None
         # Nobody is there to read a 422: record the refusal as a failed task the tenant can list.
         return _rejected(rt, owner, key, version, _plain_errors(exc, origins))
     except RequestProblem as exc:
+        if exc.status >= 500:  # not the upload's fault (our storage did not answer): SQS sends it again
+            raise
         return _rejected(rt, owner, key, version, _problem_words(exc, origins))
     except ValueError as exc:
         return _rejected(rt, owner, key, version, str(exc))

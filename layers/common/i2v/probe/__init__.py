@@ -26,10 +26,25 @@ from aws_lambda_powertools import Logger
 
 from i2v.media import fetch_deadline, unreachable
 from i2v.models import MEDIA_LIMITS, Kind
-from i2v.probe.common import HEADERS_READ, PROBE_DEADLINE_SECONDS, MediaInfo, ProbeError, RangedFile
+from i2v.probe.common import (
+    HEADERS_READ,
+    PROBE_DEADLINE_SECONDS,
+    MediaInfo,
+    ProbeError,
+    RangedFile,
+    Unfetchable,
+)
 from i2v.probe.limits import limit_violations
 
-__all__ = ["PROBE_DEADLINE_SECONDS", "Kind", "MediaInfo", "ProbeError", "limit_violations", "probe"]
+__all__ = [
+    "PROBE_DEADLINE_SECONDS",
+    "Kind",
+    "MediaInfo",
+    "ProbeError",
+    "Unfetchable",
+    "limit_violations",
+    "probe",
+]
 
 logger = Logger(child=True)
 _READERS: dict[Kind, str] = {  # a module each, imported on first use
@@ -71,6 +86,6 @@ def probe(
     except httpx.TransportError as exc:
         # Refused, unreachable, timed out or past the deadline: one text, so a tenant cannot tell them apart.
         logger.info("probe could not fetch", url=url.split("?")[0], error=repr(exc))
-        raise ProbeError(unreachable(url)) from exc
+        raise Unfetchable(unreachable(url)) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ProbeError(f"could not fetch the file: {exc or type(exc).__name__}") from exc

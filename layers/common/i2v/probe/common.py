@@ -41,6 +41,10 @@ class ProbeError(Exception):
     """The URL could not be fetched or read as the expected kind of media (message is user-facing)."""
 
 
+class Unfetchable(ProbeError):
+    """The server did not answer, or answered that it could not now (5xx, 429): it may another time."""
+
+
 class OverBudget(ProbeError):
     """What is needed of the file lies past the bytes a probe may read."""
 
@@ -135,7 +139,8 @@ class RangedFile(io.RawIOBase):
             if first > 0:  # read past the end of a file whose size we did not know
                 self.size = int(unsatisfied[1]) if unsatisfied else first
                 return response
-        raise ProbeError(f"could not fetch the file: HTTP {response.status_code} {response.reason_phrase}")
+        refusal = ProbeError if response.status_code < 500 and response.status_code != 429 else Unfetchable
+        raise refusal(f"could not fetch the file: HTTP {response.status_code} {response.reason_phrase}")
 
     def _store(self, response: httpx.Response, first: int, last: int) -> None:
         """Cache the body of the range response for bytes first..last (chunk-aligned at first)."""
