@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from i2v_local.stack import FakeContext, load_handler
+
+if TYPE_CHECKING:
+    from i2v.models import Task
+    from i2v.runtime import Runtime
+    from i2v_local.aws import LocalResources
 
 # A loopback webhook receiver (the `webhook_receiver` fixture): its URL, the requests it saw (headers, body),
 # and the status codes it is to answer in turn before 204.
@@ -76,3 +82,28 @@ def copy_bus_to_queue(bus: str, queue: str) -> str:
     events.put_rule(Name="copy-all", EventBusName=bus, EventPattern=json.dumps({"source": ["i2v.gateway"]}))
     events.put_targets(Rule="copy-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
     return url
+
+
+def drive_until_ended(rt: Runtime, aws: LocalResources, ids: list[str], seconds: float) -> list[Task]:
+    """Run the sweeper and the ingest function as their schedule and queue would, until every task ended."""
+    from i2v.sweep import sweep
+
+    sqs = boto3.client("sqs")
+    deadline = time.monotonic() + seconds
+    while True:
+        tasks = [rt.tasks.require(task_id) for task_id in ids]
+        if all(t.status.terminal for t in tasks):
+            return tasks
+        assert time.monotonic() < deadline, [t.status for t in tasks]
+        sweep(rt)
+        got = sqs.receive_message(QueueUrl=aws.refs["IngestQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        records = [
+            {**load_event("sqs_ingest.json")["Records"][0], "messageId": m["MessageId"], "body": m["Body"]}
+            for m in got.get("Messages", [])
+        ]
+        if records:
+            invoke("ingest", {"Records": records})
+            for m in got["Messages"]:
+                sqs.delete_message(QueueUrl=aws.refs["IngestQueue"], ReceiptHandle=m["ReceiptHandle"])
+        else:
+            time.sleep(0.2)

@@ -27,7 +27,7 @@ from i2v.store import Claim
 from i2v.sweep import sweep
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
-from tests.support import containers, invoke, load_event
+from tests.support import containers, drive_until_ended
 
 
 class Clock:
@@ -415,28 +415,3 @@ def test_a_host_that_runs_fewer_jobs_than_configured_brings_the_cap_down_to_its_
     assert record.eff_cap in (4, 5)  # the host's cap (5: raised by one after a run of successes, to probe)
     assert record.refused == refused
     assert record.in_flight == 0
-
-
-def drive_until_ended(rt: Runtime, aws: LocalResources, ids: list[str], seconds: float) -> list[Task]:
-    """Run the sweeper and the ingest function as their schedule and queue would, until every task ended."""
-    import boto3
-
-    sqs = boto3.client("sqs")
-    deadline = time.monotonic() + seconds
-    while True:
-        tasks = [rt.tasks.require(task_id) for task_id in ids]
-        if all(t.status.terminal for t in tasks):
-            return tasks
-        assert time.monotonic() < deadline, [t.status for t in tasks]
-        sweep(rt)
-        got = sqs.receive_message(QueueUrl=aws.refs["IngestQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        records = [
-            {**load_event("sqs_ingest.json")["Records"][0], "messageId": m["MessageId"], "body": m["Body"]}
-            for m in got.get("Messages", [])
-        ]
-        if records:
-            invoke("ingest", {"Records": records})
-            for m in got["Messages"]:
-                sqs.delete_message(QueueUrl=aws.refs["IngestQueue"], ReceiptHandle=m["ReceiptHandle"])
-        else:
-            time.sleep(0.2)

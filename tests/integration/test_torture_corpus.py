@@ -18,7 +18,7 @@ from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from tests.corpus import CORPUS, Case
-from tests.support import api_call, invoke, load_event
+from tests.support import api_call, drive_until_ended, invoke, load_event
 
 FIELD = {"image": "image_url", "video": "video_url", "audio": "audio_url"}
 EXTENSION = {"image": "", "video": ".mp4", "audio": ""}
@@ -91,3 +91,23 @@ def test_each_image_through_the_drop_folder_is_a_task_or_a_failed_task_saying_wh
         assert task.status is Status.FAILED
         assert task.error is not None
         assert case.refused in task.error.message, task.error
+
+
+def test_every_accepted_file_is_rendered_by_the_provider(
+    rt: Runtime, aws: LocalResources, local_sim: LocalSimulator
+) -> None:
+    """None is accepted and then fails at the provider: the local host decodes each input to render."""
+    local_sim.faults.stall = False
+    local_sim.faults.render_seconds = 1  # the inputs are decoded all the same; a shorter video is drawn
+    accepted = [case for case in CORPUS if case.refused is None]
+    ids = {}
+    for case in accepted:
+        ticket = {"filename": f"{case.name}{EXTENSION[case.kind]}", "content_type": CONTENT_TYPE[case.kind]}
+        _, upload = api_call("POST", "/v1/uploads", ticket)
+        httpx.put(upload["put_url"], content=case.data, headers={"Content-Type": ticket["content_type"]})
+        status, task = api_call("POST", "/v1/videos", request_for(case, upload["url"]))
+        assert status == 202, task
+        ids[case.name] = task["id"]
+    ended = drive_until_ended(rt, aws, list(ids.values()), seconds=300)
+    outcomes = {name: (t.status, t.error and t.error.message) for name, t in zip(ids, ended, strict=True)}
+    assert outcomes == {name: (Status.SUCCEEDED, None) for name in ids}
