@@ -123,16 +123,33 @@ def half(make: Callable[[], bytes]) -> Callable[[], bytes]:
     return cut
 
 
-def jpeg_over_20_mb_under_20_mib() -> bytes:
-    """20,241,460 bytes: over 20 MB (the hosts' unit), under 20 MiB."""
-    jpeg = photo((800, 600))
-    segment = b"\xff\xe9" + struct.pack(">H", 65535) + b"\x00" * 65533
-    filler = 20_241_460 - len(jpeg)
-    count, rest = divmod(filler, len(segment))
-    tail = b"\xff\xe9" + struct.pack(">H", rest - 2) + b"\x00" * (rest - 4) if rest else b""
-    data = jpeg[:2] + segment * count + tail + jpeg[2:]
-    assert len(data) == 20_241_460
-    return data
+def jpeg_of(size: int) -> Callable[[], bytes]:
+    """A valid 800x600 JPEG padded out to exactly `size` bytes with APP9 segments."""
+
+    def make() -> bytes:
+        jpeg = photo((800, 600))
+        filler = size - len(jpeg)
+        segments = []
+        while filler:
+            payload = min(65533, filler - 4)
+            if 0 < filler - (payload + 4) < 4:  # leave enough for one more segment's marker and length
+                payload -= 4
+            segments.append(b"\xff\xe9" + struct.pack(">H", payload + 2) + b"\x00" * payload)
+            filler -= payload + 4
+        data = jpeg[:2] + b"".join(segments) + jpeg[2:]
+        assert len(data) == size
+        return data
+
+    make.__name__ = f"jpeg_of_{size}"
+    return make
+
+
+def picture(width: int, height: int) -> Callable[[], bytes]:
+    def make() -> bytes:
+        return photo((width, height), "PNG")
+
+    make.__name__ = f"png_{width}x{height}"
+    return make
 
 
 def jpeg_photo() -> bytes:
@@ -167,8 +184,17 @@ IMAGES = [
         "canvas (VP8X) says 1280x720 px, its image chunk 100x100 px",
     ),
     Case(
-        "jpeg of 20,241,460 bytes", "image", jpeg_over_20_mb_under_20_mib, "20.3 MB; it must be at most 20 MB"
+        "jpeg of 20,241,460 bytes (20 MB < it < 20 MiB)",
+        "image",
+        jpeg_of(20_241_460),
+        "20.3 MB; it must be at most 20 MB",
     ),
+    Case("jpeg of 20,000,001 bytes", "image", jpeg_of(20_000_001), "20.1 MB; it must be at most 20 MB"),
+    Case("jpeg of 20,000,000 bytes", "image", jpeg_of(20_000_000), None),
+    Case("png 240x240", "image", picture(240, 240), None),
+    Case("png 239x300", "image", picture(239, 300), "image is 239x300 px; each side must be 240-8000 px"),
+    Case("png 1920x240 (8:1)", "image", picture(1920, 240), None),
+    Case("png 1928x240", "image", picture(1928, 240), "its aspect ratio must be between 1:8 and 8:1"),
     Case("png with a 5 MiB text chunk", "image", png_with_big_text, None),
     Case("jpeg with 4.6 MB of APP segments", "image", jpeg_with_app_segments, None),
     Case("interlaced png", "image", interlaced_png, None),
@@ -241,6 +267,14 @@ def mov_clip() -> bytes:
     return clip(3.0, (240, 426), container="mov")
 
 
+def sized_clip(seconds: float, size: tuple[int, int] = (320, 240)) -> Callable[[], bytes]:
+    def make() -> bytes:
+        return clip(seconds, size)
+
+    make.__name__ = f"clip_{seconds:g}s_{size[0]}x{size[1]}"
+    return make
+
+
 def clip_at_10_s() -> bytes:
     return clip(10.0)
 
@@ -263,6 +297,16 @@ CLIPS = [
     Case("faststart mp4", "video", faststart_clip, None),
     Case("mov", "video", mov_clip, None),
     Case("mp4 of 10 s", "video", clip_at_10_s, None),
+    Case("mp4 of 2 s", "video", sized_clip(2.0), None),
+    Case("mp4 of 1.9 s", "video", sized_clip(1.9), "clip is 1.9 s; it must be 2-10 s"),
+    Case("mp4 of 10.1 s", "video", sized_clip(10.1), "clip is 10.1 s; it must be 2-10 s"),
+    Case("mp4 240x240", "video", sized_clip(3.0, (240, 240)), None),
+    Case(
+        "mp4 238x240",
+        "video",
+        sized_clip(3.0, (238, 240)),
+        "clip is 238x240 px; each side must be 240-4096 px",
+    ),
 ]
 
 # -- audio
@@ -347,6 +391,10 @@ AUDIO = [
     Case("wav cut in half", "audio", wav_cut_in_half, "audio is cut short: its data chunk says 80000 bytes"),
     Case("mp3 behind a 3 MiB ID3 tag", "audio", mp3_behind_a_big_id3_tag, None),
     Case("wav", "audio", wav_5_s, None),
+    Case("wav of 2 s", "audio", lambda: wav(2.0), None),
+    Case("wav of 1.9 s", "audio", lambda: wav(1.9), "audio is 1.9 s; it must be 2-30 s"),
+    Case("wav of 30 s", "audio", lambda: wav(30.0), None),
+    Case("wav of 30.5 s", "audio", lambda: wav(30.5), "audio is 30.5 s; it must be 2-30 s"),
     Case("mp3", "audio", mp3_5_s, None),
 ]
 
