@@ -7,13 +7,13 @@ decode to its end; a clip or an audio file is read from its headers only, by Ran
 one module a kind, are imported on first use: the API's cold start pays for none of them.
 
 Why by hand, when maintained parsers exist: bench P9 ran pymediainfo, mutagen, hachoir and PyAV (FFmpeg's
-libraries) over the torture corpus (tests/corpus.py, 31 files that lie, are cut short, or are odd but
-valid). This probe got 31 right; PyAV 24 (and it is 131 MB installed, over half of Lambda's 250 MB for
-code and layers), pymediainfo 22 (15 MB; no WEBP sizes), hachoir 19, mutagen 17 (no images, no picture
-sizes). None of them notices a truncated image, an IHDR promising pixels its IDAT lacks, a clip cut short
-after its moov, or an MP3 whose Info tag understates it: each reports what one header says, which is what
-this module exists not to do. And each reads a local file: over HTTP the whole file (up to 100 MB for a
-clip) would have to be fetched first, where this reads box headers by Range.
+libraries) over the torture corpus (tests/corpus.py; 48 files on 2026-12-07 that lie, are cut short, sit
+at a limit, or are odd but valid). This probe got 48 right; PyAV 39 (and it is 131 MB installed, over half
+of Lambda's 250 MB for code and layers), pymediainfo 37 (15 MB; no WEBP sizes), hachoir 33, mutagen 27 (no
+images, no picture sizes). None of them notices a truncated image, an IHDR promising pixels its IDAT
+lacks, a clip cut short after its moov, or an MP3 whose Info tag understates it: each reports what one
+header says, which is what this package exists not to do. And each reads a local file: over HTTP the whole
+file (up to 100 MB for a clip) would have to be fetched first, where this reads box headers by Range.
 """
 
 from __future__ import annotations
