@@ -67,7 +67,8 @@ def _check_whole_image(info: MediaInfo, data: bytes) -> None:
     file is refused here rather than failing (and being billed) at the provider.
 
     Decoding is bounded in memory: a JPEG is decoded at 1/8 scale (every byte of its entropy-coded data is
-    still read), a PNG's pixel data is inflated and counted, not kept, and a BMP's pixel array is measured.
+    still read), a PNG's pixel data is inflated and counted, not kept, a BMP's pixel array is measured, and
+    a WEBP is decoded only up to 4096x4096 px (libwebp has no scaled decode; above, its structure is checked).
     """
     if len(data) < info.size_bytes:
         raise ProbeError(f"image data ends early: {len(data)} of {info.size_bytes} bytes arrived")
@@ -97,6 +98,7 @@ def _decode(data: bytes, info: MediaInfo, scale: int = 1) -> None:
 _PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _INFLATE_STEP = 1024 * 1024  # bytes of pixel data inflated at a time, then dropped
+_WEBP_DECODED_PIXELS = 4096 * 4096  # 64 MB decoded (RGBA) at most, in the API's 512 MB
 
 
 def _check_png(data: bytes) -> None:
@@ -167,7 +169,8 @@ def _check_webp(data: bytes, info: MediaInfo) -> None:
                 f"image data is damaged: its WEBP canvas (VP8X) says {info.width}x{info.height} px, its image"
                 f" chunk {frame[0]}x{frame[1]} px"
             )
-    _decode(data, info)
+    if (info.width or 0) * (info.height or 0) <= _WEBP_DECODED_PIXELS:
+        _decode(data, info)  # libwebp decodes at full size only: a larger one is held to its structure alone
 
 
 def _webp_header(head: bytes) -> tuple[int, int, bool]:
