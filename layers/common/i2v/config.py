@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     private_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Ports a fetched or webhook URL may name when private URLs are not allowed ("80,443,8443").
     allowed_ports: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 443])
-    probe_deadline_seconds: float = 5.0  # the whole read of one input's header, however the server paces it
+    probe_deadline_seconds: float = 5.0  # all of a request's probes (an image read whole), however paced
     # The whole copy of a result into S3; shorter than the ingest function's 300 s timeout.
     ingest_deadline_seconds: float = 240.0
     probe_media: bool = True  # read each input's header and check the model's limits before submitting
