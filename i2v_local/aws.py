@@ -304,6 +304,7 @@ def serialize_item_writes() -> None:
     runs moto's item reads and writes one at a time (moto runs in this process).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import Item
 
     if _serialized.is_set():
         return
@@ -323,6 +324,10 @@ def serialize_item_writes() -> None:
     )
     for name in _ITEM_CALLS:
         setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+    # The answer to an UpdateItem (ReturnValues) is the item turned to JSON after the call returns, outside
+    # that lock: a write to the same item meanwhile broke it ("dictionary changed size during iteration",
+    # a 500 that botocore retries, applying the update twice; seen twice in P8 at 2,000 images).
+    Item.to_json = serialized(Item.to_json)  # type: ignore[method-assign]
 
 
 def _rolling_back_items(whole_tables: Callable[..., Any]) -> Callable[..., Any]:
