@@ -1,12 +1,13 @@
 """P9 probe: what probing an input costs over the torture corpus (tests/corpus.py), and what maintained
 parsers make of the same files.
 
-Part A, the probe's cost: each corpus file served by an in-process httpx.MockTransport that honours Range
-and streams its body in 16 KiB pieces, so the bytes counted are the ones the probe pulled; requests, bytes,
-milliseconds (the median of 5 probes, each of a fresh server) and the verdict, for the probe now and as it
-was before the corpus (e42f471, loaded from git). Clips and audio are read by their headers, so a
-probe that is right more often must not cost more requests for the files it accepts; images within the
-limits are read whole on purpose, so their bytes are shown beside what reading the header alone cost.
+Part A, the probe's cost: each corpus file served by tests.corpus.MediaServer (httpx's mock transport),
+which honours Range and streams its body in 16 KiB pieces, so the bytes counted are the ones the probe
+pulled; requests, bytes, milliseconds (the median of 5 probes, each of a fresh server) and the verdict,
+for the probe now and as it was before the corpus (e42f471, loaded from git). Clips and audio are read by
+their headers, so a probe that is right more often must not cost more requests for the files it accepts;
+images within the limits are read whole on purpose, so their bytes are shown beside what reading the
+header alone cost.
 
 Part B, as the issue asks: pymediainfo, mutagen, hachoir and PyAV (ffprobe's libraries), installed into
 a venv of their own (.venv-probe-libs, made on first use; I2V_BENCH_P9_LIBRARIES=0 skips the part), each
@@ -27,7 +28,6 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,14 +38,12 @@ from benchmarks.report import Goal, line, note, section
 
 if TYPE_CHECKING:
     from i2v.models import Kind
-    from tests.corpus import Case
+    from tests.corpus import Case, MediaServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "e42f471"  # the probe before the torture corpus ("today's")
 PROBE_PATH = "layers/common/i2v/probe.py"  # at BEFORE; now a module or a package, found by import
-URL = "https://media.example/input"
 RUNS = 5
-PIECE = 16 * 1024  # the mock server's body pieces: bytes are counted as the client pulls them
 LIBS_VENV = ROOT / ".venv-probe-libs"
 LIBRARIES = ("pymediainfo", "mutagen", "hachoir", "av")
 # What each library's worker imports to read a file, timed cold; pymediainfo's can_parse() loads the
@@ -65,34 +63,6 @@ NAME = 44  # characters of a file's name in the tables
 # Part A: the probe over HTTP Range
 
 
-class RangeServer:
-    """One file over a mock transport, honouring `Range: bytes=a-b`; counts requests and bytes sent."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.requests = 0
-        self.sent = 0
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        size = len(self.data)
-        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", "").strip())
-        if asked is None:
-            return httpx.Response(200, headers={"Content-Length": str(size)}, content=self._body(0, size - 1))
-        first = int(asked[1])
-        last = min(int(asked[2]) if asked[2] else size - 1, size - 1)
-        if first >= size:
-            return httpx.Response(416, headers={"Content-Range": f"bytes */{size}"})
-        headers = {"Content-Range": f"bytes {first}-{last}/{size}"}
-        return httpx.Response(206, headers=headers, content=self._body(first, last))
-
-    def _body(self, first: int, last: int) -> Iterator[bytes]:
-        for offset in range(first, last + 1, PIECE):  # made only as the client pulls it
-            piece = self.data[offset : min(offset + PIECE, last + 1)]
-            self.sent += len(piece)
-            yield piece
-
-
 @dataclass(frozen=True)
 class Probed:
     requests: int
@@ -102,10 +72,12 @@ class Probed:
 
 
 def probe_file(module: types.ModuleType, data: bytes, kind: str) -> Probed:
+    from tests.corpus import URL, MediaServer  # the corpus's own Range server, as the unit tests use
+
     took: list[float] = []
-    first: tuple[RangeServer, tuple[str, ...]] | None = None
+    first: tuple[MediaServer, tuple[str, ...]] | None = None
     for _ in range(RUNS):
-        server = RangeServer(data)
+        server = MediaServer(data)
         with httpx.Client(transport=httpx.MockTransport(server)) as client:
             start = time.perf_counter()
             try:

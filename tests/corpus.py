@@ -5,20 +5,23 @@ integration test through the API and the drop folder."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import tempfile
 import wave
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from i2v.models import Kind
+from i2v.probe import MediaInfo, probe
 
 
 @dataclass(frozen=True)
@@ -399,3 +402,46 @@ AUDIO = [
 ]
 
 CORPUS = [*IMAGES, *CLIPS, *AUDIO]
+
+
+# -- serving a file as a server would
+
+URL = "https://media.example/input"
+
+
+class MediaServer:
+    """Serves one file through httpx's mock transport, honouring Range unless told not to; counts the
+    requests and the bytes sent (a body is made only as the client pulls it)."""
+
+    def __init__(self, data: bytes, *, honour_range: bool = True, announce_size: bool = True) -> None:
+        self.data = data
+        self.honour_range = honour_range
+        self.announce_size = announce_size
+        self.sent = 0
+        self.requests = 0
+        self.ranges: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        asked = request.headers.get("range")
+        if self.honour_range and asked:
+            self.ranges.append(asked)
+            match = re.fullmatch(r"bytes=(\d+)-(\d+)", asked)
+            assert match is not None
+            first, last = int(match[1]), min(int(match[2]), len(self.data) - 1)
+            if first >= len(self.data):
+                return httpx.Response(416, headers={"Content-Range": f"bytes */{len(self.data)}"})
+            headers = {"Content-Range": f"bytes {first}-{last}/{len(self.data)}"}
+            return httpx.Response(206, headers=headers, content=self._body(first, last))
+        headers = {"Content-Length": str(len(self.data))} if self.announce_size else {}
+        return httpx.Response(200, headers=headers, content=self._body(0, len(self.data) - 1))
+
+    def _body(self, first: int, last: int) -> Iterator[bytes]:
+        for offset in range(first, last + 1, 16 * 1024):  # sent only as the client pulls it
+            piece = self.data[offset : min(offset + 16 * 1024, last + 1)]
+            self.sent += len(piece)
+            yield piece
+
+    def probe(self, kind: Kind, **kwargs: int) -> MediaInfo:
+        with httpx.Client(transport=httpx.MockTransport(self)) as client:
+            return probe(client, URL, kind, **kwargs)

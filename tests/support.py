@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
 
 import boto3
 
@@ -107,3 +108,16 @@ def drive_until_ended(rt: Runtime, aws: LocalResources, ids: list[str], seconds:
                 sqs.delete_message(QueueUrl=aws.refs["IngestQueue"], ReceiptHandle=m["ReceiptHandle"])
         else:
             time.sleep(0.2)
+
+
+def s3_event(bucket: str, *keys: str) -> dict[str, Any]:
+    """An S3 notification for these keys, encoded as S3 encodes them (`+` for a space)."""
+    event = load_event("s3_put.json")
+    template = event["Records"][0]
+    event["Records"] = []
+    for key in keys:
+        record = json.loads(json.dumps(template))
+        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["object"].update(key=quote_plus(key, safe="/"), eTag="e1")
+        event["Records"].append(record)
+    return event

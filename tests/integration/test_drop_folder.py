@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -20,7 +19,7 @@ from i2v.uploads import from_upload
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from i2v_local.stack import sqs_event
-from tests.support import api_call, invoke, load_event
+from tests.support import api_call, invoke, s3_event
 
 PYDANTIC_HELP = "errors.pydantic.dev"
 
@@ -47,19 +46,6 @@ def notified(aws: LocalResources) -> dict[str, Any]:
     messages = got["Messages"]
     uploads = [m for m in messages if "Records" in json.loads(m["Body"])]  # not S3's s3:TestEvent
     return sqs_event(uploads, arn)
-
-
-def s3_event(bucket: str, *keys: str) -> dict[str, Any]:
-    """An S3 notification for these keys, encoded as S3 encodes them (`+` for a space)."""
-    event = load_event("s3_put.json")
-    template = event["Records"][0]
-    event["Records"] = []
-    for key in keys:
-        record = json.loads(json.dumps(template))
-        record["s3"]["bucket"]["name"] = bucket
-        record["s3"]["object"].update(key=quote_plus(key, safe="/"), eTag="e1")
-        event["Records"].append(record)
-    return event
 
 
 def tasks_of(rt: Runtime, tenant: str) -> list[Task]:

@@ -18,7 +18,7 @@ from i2v.runtime import Runtime
 from i2v_local.aws import LocalResources
 from i2v_local.sim_local import LocalSimulator
 from tests.corpus import CORPUS, Case
-from tests.support import api_call, drive_until_ended, invoke, load_event
+from tests.support import api_call, drive_until_ended, invoke, s3_event
 
 FIELD = {"image": "image_url", "video": "video_url", "audio": "audio_url"}
 EXTENSION = {"image": "", "video": ".mp4", "audio": ""}
@@ -80,10 +80,7 @@ def test_each_image_through_the_drop_folder_is_a_task_or_a_failed_task_saying_wh
 ) -> None:
     key = f"uploads/demo/Été/n° {IMAGES.index(case)}.png"
     boto3.client("s3").put_object(Bucket=aws.refs["Bucket"], Key=key, Body=case.data)
-    event = load_event("s3_put.json")
-    event["Records"][0]["s3"]["bucket"]["name"] = aws.refs["Bucket"]
-    event["Records"][0]["s3"]["object"].update(key=quote(key).replace("%20", "+"), eTag="e1")
-    invoke("s3_trigger", event)
+    invoke("s3_trigger", s3_event(aws.refs["Bucket"], key))
     [task] = rt.tasks.list_for_tenant("demo", 10, None)[0]
     if case.refused is None:
         assert task.status is Status.SUBMITTED, task.error

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import re
 import struct
 import wave
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,46 +19,10 @@ from PIL import Image
 
 from i2v.media import UnsafeUrl
 from i2v.probe import Kind, MediaInfo, ProbeError, limit_violations, probe
-from tests.corpus import CORPUS, Case
+from tests.corpus import CORPUS, URL, Case, MediaServer
 
-URL = "https://media.example/input"
 CHUNK = 64 * 1024  # what the prober asks for at a time
 MB = 1_000_000  # the limits' unit
-
-
-class MediaServer:
-    """Serves one file through a mock transport, honouring Range unless told not to; counts bytes sent."""
-
-    def __init__(self, data: bytes, *, honour_range: bool = True, announce_size: bool = True) -> None:
-        self.data = data
-        self.honour_range = honour_range
-        self.announce_size = announce_size
-        self.sent = 0
-        self.ranges: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        asked = request.headers.get("range")
-        if self.honour_range and asked:
-            self.ranges.append(asked)
-            match = re.fullmatch(r"bytes=(\d+)-(\d+)", asked)
-            assert match is not None
-            first, last = int(match[1]), min(int(match[2]), len(self.data) - 1)
-            if first >= len(self.data):
-                return httpx.Response(416, headers={"Content-Range": f"bytes */{len(self.data)}"})
-            headers = {"Content-Range": f"bytes {first}-{last}/{len(self.data)}"}
-            return httpx.Response(206, headers=headers, content=self._body(first, last))
-        headers = {"Content-Length": str(len(self.data))} if self.announce_size else {}
-        return httpx.Response(200, headers=headers, content=self._body(0, len(self.data) - 1))
-
-    def _body(self, first: int, last: int) -> Iterator[bytes]:
-        for offset in range(first, last + 1, 16 * 1024):  # sent only as the client pulls it
-            piece = self.data[offset : min(offset + 16 * 1024, last + 1)]
-            self.sent += len(piece)
-            yield piece
-
-    def probe(self, kind: Kind, **kwargs: int) -> MediaInfo:
-        with httpx.Client(transport=httpx.MockTransport(self)) as client:
-            return probe(client, URL, kind, **kwargs)
 
 
 def probe_with(handler: Callable[[httpx.Request], httpx.Response], kind: Kind) -> MediaInfo:

@@ -177,7 +177,7 @@ def _read_trak(file: RangedFile, start: int, end: int | None) -> _Track:
 def _read_mdia(file: RangedFile, start: int, end: int | None, track: _Track) -> None:
     for box_type, payload, box_end in _boxes(file, start, end):
         if box_type == b"mdhd":
-            track.timescale, track.media_length = _media_header(file.read_at(payload, 32))
+            track.timescale, track.media_length = _movie_header(file.read_at(payload, 32))  # same layout
         elif box_type == b"hdlr" and not track.handler:  # mdia's; a QuickTime minf has a data handler's too
             track.handler = file.read_at(payload + 8, 4)
         elif box_type in (b"minf", b"stbl"):
@@ -232,11 +232,6 @@ def _track_id_and_length(body: bytes) -> tuple[int, int]:
         track_id, length = _u32(body, 12), _u32(body, 20)
         return track_id, 0 if length == 0xFFFFFFFF else length
     raise ProbeError(f"{_NOT_A_CLIP}: the tkhd box is cut short")
-
-
-def _media_header(body: bytes) -> tuple[int, int]:
-    """An mdhd's timescale and duration; its layout is mvhd's."""
-    return _movie_header(body)
 
 
 def _sample_entry_size(body: bytes) -> tuple[int, int] | None:
